@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up everything sidepath needs on a fresh machine, idempotently:
+#   - a Python virtualenv with sidepath and its dependencies, cached outside the
+#     clone and rebuilt only when setup.cfg / pyproject.toml change;
+#   - the Apache Kafka jars (Maven Central, cached outside the clone);
+#   - with --test: PostgreSQL and promtool from Debian's packages when absent.
+# Prints the venv's path on the last line of stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=${SIDEPATH_CACHE:-$HOME/.cache/sidepath}
+mkdir -p "$CACHE"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is not installed; $2" >&2; exit 1; }; }
+need python3 "install Python 3.11+"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11+ is required" >&2; exit 1; }
+need java "install a Java 17 JDK (Debian: apt-get install openjdk-17-jre-headless)"
+need mvn "install Maven (Debian: apt-get install maven)"
+
+EXTRAS=postgres
+if [ "${1:-}" = "--test" ]; then EXTRAS=test,postgres,mysql,bench; fi
+HASH=$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
+VENV=${SIDEPATH_VENV:-$CACHE/venv-$HASH}
+STAMP="$VENV/.sidepath-$EXTRAS"
+if [ ! -f "$STAMP" ]; then
+  echo ">> creating $VENV (dependencies changed or first run; torch is large, pip's cache makes repeats cheap)" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade "pip>=24" setuptools wheel >&2
+  "$VENV/bin/pip" install -q -e ".[$EXTRAS]" >&2
+  touch "$STAMP"
+else
+  # always re-point the editable install at this clone (cheap, no deps)
+  "$VENV/bin/pip" install -q --no-deps -e . >&2
+fi
+
+"$VENV/bin/sidepath" dev kafka fetch >&2
+
+if [ "${1:-}" = "--test" ]; then
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo ">> installing ${missing[*]} from Debian's packages" >&2
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # the Debian packages start system services; the tests run their own
+    $SUDO systemctl stop postgresql prometheus >/dev/null 2>&1 || true
+    $SUDO pkill -x prometheus >/dev/null 2>&1 || true
+  fi
+fi
+echo "$VENV"

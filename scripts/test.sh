@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Runs the whole suite (expects the venv of scripts/bootstrap.sh --test on PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pytest -q -ra -p no:cacheprovider "$@"

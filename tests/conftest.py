@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Kafka broker per test session, a fresh topic per test.
+
+Area-specific fixtures live in tests/fixtures/ and are loaded as plugins.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.media",
+    "tests.fixtures.postgres",
+]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real single-node Apache Kafka (KRaft) on free loopback ports."""
+    from sidepath.worker.devkafka import Broker
+
+    if os.environ.get("KAFKA_BOOTSTRAP"):        # an already running broker (see docs/operations.md)
+        yield None
+        return
+    broker = Broker(Path(tempfile.mkdtemp(prefix="sidepath-kafka-")))
+    broker.format()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker) -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP") or kafka_broker.bootstrap
+
+
+@pytest.fixture
+def topic(kafka_bootstrap, request) -> str:
+    """A fresh 1-partition topic named after the test (parametrise via ``topic_partitions``)."""
+    from tests.kafka_util import create_topic
+
+    partitions = getattr(request, "param", None) or 1
+    name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+    name = "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
+    create_topic(kafka_bootstrap, name, partitions)
+    return name

@@ -1,0 +1,216 @@
+"""The ``sidepath`` command line (click).
+
+Exit codes: 0 success or a clean stop (SIGTERM included), 1 runtime failure,
+2 bad configuration or usage.  A ``SidepathError`` prints one line, never a
+traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sidepath.worker.config import Config, load_config, masked
+from sidepath.worker.errors import ConfigError, SidepathError
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except SidepathError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def _load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config:
+    return load_config(ctx.obj["config_path"], overrides=overrides)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", default="sidepath.toml", show_default=True,
+              envvar="SIDEPATH_CONFIG", help="TOML config file; every key can be overridden by SIDEPATH_* variables.")
+@click.option("--log-level", default="INFO", show_default=True, envvar="SIDEPATH_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default="auto", show_default=True, envvar="SIDEPATH_LOG_FORMAT",
+              type=click.Choice(["auto", "json", "text"]),
+              help="json: one object per line (for ELK); text: for a terminal; auto: text on a TTY.")
+@click.version_option(package_name="sidepath")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -> None:
+    """sidepath: batched, crash-safe offline inference over a Kafka stream."""
+    from sidepath.worker.logs import setup_logging
+
+    setup_logging(log_level.upper(), log_format)
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@cli.command()
+@click.option("--from-beginning", is_flag=True, help="Replay the topic from its earliest offsets.")
+@click.option("--start-at", metavar="TIME", help="Replay from a time: ISO-8601 (UTC if no zone) or epoch ms.")
+@click.option("--until-end", is_flag=True, help="Stop by itself at the end offsets taken at start (a finite run).")
+@click.option("--max-messages", type=int, default=0, help="Stop after this many messages (0 = no limit).")
+@click.option("--topic", help="Override kafka.topic.")
+@click.option("--group", help="Override kafka.group_id.")
+@click.option("--model", "model_name", help="Override model.name.")
+@click.option("--sink", "sinks", multiple=True, help="Override sinks.urls (repeat for several).")
+@click.pass_context
+def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_end: bool,
+        max_messages: int, topic: str | None, group: str | None, model_name: str | None,
+        sinks: tuple[str, ...]) -> None:
+    """Consume the topic, run the model, write results, commit offsets."""
+    from sidepath.worker.runner import run_worker
+    from sidepath.worker.start import parse_start_at
+
+    overrides: dict[str, Any] = {}
+    if topic:
+        overrides["kafka.topic"] = topic
+    if group:
+        overrides["kafka.group_id"] = group
+    if model_name:
+        overrides["model.name"] = model_name
+    if sinks:
+        overrides["sinks.urls"] = list(sinks)
+    cfg = _load(ctx, overrides)
+    start = parse_start_at(start_at) if start_at else ("beginning" if from_beginning else None)
+    stats = run_worker(cfg, start=start, until_end=until_end, max_messages=max_messages)
+    sys.exit(0 if stats.get("fatal") is None else 1)
+
+
+@cli.command()
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
+              help="JSONL file of requests, one per line.")
+@click.option("--demo", "demo_count", type=int, default=0,
+              help="Generate this many demo requests together with the media they point at.")
+@click.option("--media-dir", default="var/demo-media", show_default=True,
+              help="Where demo media is written (requests point at it by path).")
+@click.option("--topic", help="Override kafka.topic.")
+@click.pass_context
+def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: str, topic: str | None) -> None:
+    """Send requests to the topic (from a JSONL file, or generated demo requests)."""
+    from sidepath.worker.produce import demo_requests, produce_requests, read_jsonl
+
+    cfg = _load(ctx, {"kafka.topic": topic} if topic else None)
+    if bool(path) == bool(demo_count):
+        raise ConfigError("--file/--demo", path or demo_count, "give exactly one of --file PATH or --demo N")
+    requests = read_jsonl(Path(path)) if path else demo_requests(demo_count, Path(media_dir))
+    n = produce_requests(cfg, requests)
+    click.echo(f"produced {n} requests to {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the effective configuration."""
+
+
+@config.command("show")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="json", show_default=True)
+@click.pass_context
+def config_show(ctx: click.Context, fmt: str) -> None:
+    """Print the effective config (file + environment) with secrets masked."""
+    doc = masked(_load(ctx))
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        from sidepath.worker.config import to_toml
+        click.echo(to_toml(doc))
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List installed models with their inputs and options."""
+    from sidepath.models.registry import available_models
+
+    for name, cls in sorted(available_models().items()):
+        click.echo(f"{name}  version={cls.version}  input={cls.input_kind}  batch_unit={cls.batch_unit}")
+        for opt, (default, help_) in getattr(cls, "options", {}).items():
+            click.echo(f"    {opt} = {default!r}  {help_}")
+
+
+@cli.group()
+def dev() -> None:
+    """Development helpers: a local Apache Kafka broker."""
+
+
+@dev.group("kafka")
+def dev_kafka() -> None:
+    """A real single-node Kafka (KRaft) from Maven Central jars, on loopback."""
+
+
+def _dev_broker(port: int) -> Any:
+    from sidepath.worker.devkafka import Broker, cache_dir
+
+    return Broker(cache_dir() / "dev-broker", port=port, controller_port=port + 1)
+
+
+@dev_kafka.command("fetch")
+def dev_kafka_fetch() -> None:
+    """Fetch the Kafka jars with Maven (cached outside the clone)."""
+    from sidepath.worker.devkafka import fetch_jars
+
+    click.echo(f"kafka jars in {fetch_jars()}")
+
+
+@dev_kafka.command("start")
+@click.option("--port", default=9092, show_default=True)
+@click.option("--keep-data", is_flag=True, help="Keep the topics of the last run instead of a fresh store.")
+def dev_kafka_start(port: int, keep_data: bool) -> None:
+    """Format a fresh store (unless --keep-data) and start the broker in the background."""
+    b = _dev_broker(port)
+    if b.pid():
+        click.echo(f"kafka already running (pid {b.pid()}) at {b.bootstrap}")
+        return
+    if not keep_data or not (b.workdir / "server.properties").exists():
+        b.format()
+    pid = b.start()
+    click.echo(f"kafka started (pid {pid}) at {b.bootstrap}")
+
+
+@dev_kafka.command("stop")
+@click.option("--port", default=9092, show_default=True)
+def dev_kafka_stop(port: int) -> None:
+    """Stop the broker (controlled shutdown)."""
+    click.echo("kafka stopped" if _dev_broker(port).stop() else "kafka was not running")
+
+
+@dev_kafka.command("status")
+@click.option("--port", default=9092, show_default=True)
+def dev_kafka_status(port: int) -> None:
+    """Say whether the broker runs; exit 1 when it does not."""
+    b = _dev_broker(port)
+    pid = b.pid()
+    click.echo(f"kafka running (pid {pid}) at {b.bootstrap}" if pid else "kafka not running")
+    sys.exit(0 if pid else 1)
+
+
+@dev_kafka.command("tool", context_settings={"ignore_unknown_options": True})
+@click.argument("name", type=click.Choice(["topics", "groups", "offsets", "produce", "consume", "configs"]))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dev_kafka_tool(name: str, args: tuple[str, ...]) -> None:
+    """Run one of Kafka's own CLI tools from the same jars (args passed through)."""
+    from sidepath.worker.devkafka import kafka_tool
+
+    r = kafka_tool(name, *args, check=False, stdin=None if sys.stdin.isatty() else sys.stdin.read())
+    click.echo(r.stdout, nl=False)
+    click.echo(r.stderr, nl=False, err=True)
+    sys.exit(r.returncode)
+
+
+def main() -> None:
+    cli(prog_name="sidepath")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Configuration: one TOML file, environment overrides for every key, validation.
+
+``load_config(path)`` reads ``sidepath.toml`` (every key optional), then applies
+``SIDEPATH_<SECTION>_<KEY>`` environment variables (``SIDEPATH_KAFKA_TOPIC``,
+``SIDEPATH_DEPLOY_REPLICAS_HK`` ...), then validates.  Errors are
+``ConfigError`` naming the key, the bad value and the fix.  Secrets (SASL and
+database passwords) are read from the environment only; a secret found in the
+file is refused so that it never lands in a repository.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidepath.worker.errors import ConfigError
+
+__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env"]
+
+ENV_PREFIX = "SIDEPATH_"
+SECRET_KEYS = {"kafka.sasl_password", "kafka.ssl_key_password"}
+
+
+@dataclass
+class ServiceConfig:
+    name: str = "sidepath"
+    team: str = "ml"
+    namespace: str = "sidepath"
+
+
+@dataclass
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "posts"
+    group_id: str = "sidepath"
+    auto_offset_reset: str = "earliest"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""          # from SIDEPATH_KAFKA_SASL_PASSWORD only
+    ssl_ca_location: str = ""
+    ssl_key_password: str = ""       # from SIDEPATH_KAFKA_SSL_KEY_PASSWORD only
+    session_timeout_ms: int = 45000
+    max_poll_interval_ms: int = 300000
+    #: extra librdkafka consumer settings, e.g. {"fetch.max.bytes" = "1048576"}
+    consumer: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "fingerprint"
+    options: dict[str, Any] = field(default_factory=dict)
+    #: further models over the same decoded items (decode once)
+    extra: list[str] = field(default_factory=list)
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    precision: str = "auto"         # auto | fp32 | fp16 | bf16
+    max_batch: int = 32
+    max_wait_ms: int = 20
+    instances: int = 1
+
+
+@dataclass
+class DecodeConfig:
+    threads: int = 2
+    fps: float = 1.0
+    max_frames: int = 32
+    video_mode: str = "exact"
+    max_bytes: int = 256 * 1024 * 1024
+    max_pixels: int = 64_000_000
+    max_duration_s: float = 3600.0
+    timeout_s: float = 15.0
+    retries: int = 3
+    allow_hosts: list[str] = field(default_factory=list)
+    allow_private: bool = False
+    file_roots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SinksConfig:
+    urls: list[str] = field(default_factory=lambda: ["file://./var/results.jsonl", "sqlite:///./var/results.db"])
+    dead_letter: str = "file://./var/dead-letters.jsonl"
+    batch_size: int = 200
+    batch_wait_ms: int = 50
+    retry_deadline_s: float = 600.0
+
+
+@dataclass
+class EngineConfig:
+    max_inflight_messages: int = 512
+    max_inflight_bytes: int = 512 * 1024 * 1024
+    resume_fraction: float = 0.5
+    commit_interval_s: float = 5.0
+    commit_every: int = 1000
+    shutdown_grace_s: float = 25.0
+    revoke_budget_s: float = 10.0
+
+
+@dataclass
+class MetricsConfig:
+    port: int = 9108
+    host: str = "0.0.0.0"
+    ping_timeout_s: float = 30.0
+    stall_after_s: float = 300.0
+    lag_interval_s: float = 5.0
+
+
+@dataclass
+class ReplicasConfig:
+    hk: int = 1
+    eu: int = 1
+    na: int = 1
+
+
+@dataclass
+class DeployConfig:
+    cpu: str = "4"
+    memory: str = "16Gi"
+    gpu_memory: str = "16Gi"
+    init_delay_seconds: int = 60
+    replicas: ReplicasConfig = field(default_factory=ReplicasConfig)
+
+
+@dataclass
+class Config:
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def env_name(key: str) -> str:
+    """``kafka.bootstrap_servers`` -> ``SIDEPATH_KAFKA_BOOTSTRAP_SERVERS``."""
+    return ENV_PREFIX + key.upper().replace(".", "_")
+
+
+def _fields(obj: Any, prefix: str = ""):
+    """Yield (dotted key, owner object, field name, type) for every leaf."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _fields(value, key + ".")
+        else:
+            yield key, obj, f.name, hints[f.name]
+
+
+def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
+    origin = typing.get_origin(typ) or typ
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return value.lower() in ("1", "true", "yes", "on")
+            raise ValueError
+        if origin is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if origin is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if origin is list:
+            if from_env and isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else \
+                    [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError
+            return [str(v) for v in value]
+        if origin is dict:
+            if from_env and isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (ValueError, TypeError):
+        pass
+    else:
+        return value
+    name = getattr(origin, "__name__", str(origin))
+    how = f"set {env_name(key)} to a {name}" if from_env else f"use a {name}"
+    if origin in (list, dict) and from_env:
+        how += " (JSON" + (" or comma-separated)" if origin is list else ")")
+    raise ConfigError(key, value, f"expected a {name}; {how}")
+
+
+def _apply(cfg: Config, doc: dict[str, Any], *, source: str) -> None:
+    leaves = {key: (owner, name, typ) for key, owner, name, typ in _fields(cfg)}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if key in leaves:
+                if key in SECRET_KEYS and v:
+                    raise ConfigError(key, "***", f"secrets never go in {source}; set {env_name(key)} instead")
+                owner, name, typ = leaves[key]
+                setattr(owner, name, _coerce(key, v, typ, from_env=False))
+            elif isinstance(v, dict) and any(lk.startswith(key + ".") for lk in leaves):
+                walk(v, key + ".")
+            else:
+                near = sorted(lk for lk in leaves if lk.startswith(prefix))[:6]
+                raise ConfigError(key, v, f"unknown key in {source}; known keys here: {', '.join(near)}")
+
+    walk(doc, "")
+
+
+def _apply_env(cfg: Config, environ: typing.Mapping[str, str]) -> None:
+    for key, owner, name, typ in _fields(cfg):
+        raw = environ.get(env_name(key))
+        if raw is not None:
+            setattr(owner, name, _coerce(key, raw, typ, from_env=True))
+
+
+_CHOICES = {
+    "kafka.auto_offset_reset": ("earliest", "latest", "error"),
+    "kafka.security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "model.precision": ("auto", "fp32", "fp16", "bf16"),
+    "decode.video_mode": ("exact", "fast", "keyframes"),
+}
+_POSITIVE = (
+    "model.max_batch", "model.instances", "decode.threads", "decode.fps", "decode.max_frames",
+    "decode.max_bytes", "decode.max_pixels", "decode.timeout_s", "sinks.batch_size",
+    "engine.max_inflight_messages", "engine.max_inflight_bytes", "engine.commit_interval_s",
+    "engine.commit_every", "metrics.ping_timeout_s", "kafka.session_timeout_ms",
+)
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def _validate(cfg: Config) -> None:
+    flat = {key: getattr(owner, name) for key, owner, name, _ in _fields(cfg)}
+    for key, choices in _CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(key, flat[key], f"use one of {', '.join(choices)}")
+    for key in _POSITIVE:
+        if flat[key] <= 0:
+            raise ConfigError(key, flat[key], "must be greater than 0")
+    for key in ("model.max_wait_ms", "decode.retries", "engine.shutdown_grace_s",
+                "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
+        if flat[key] < 0:
+            raise ConfigError(key, flat[key], "must be 0 or more")
+    if not 0 < flat["engine.resume_fraction"] < 1:
+        raise ConfigError("engine.resume_fraction", flat["engine.resume_fraction"], "use a fraction between 0 and 1")
+    if not 0 <= flat["metrics.port"] <= 65535:
+        raise ConfigError("metrics.port", flat["metrics.port"], "use a TCP port 0..65535 (0 = disabled)")
+    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", flat["service.name"]):
+        raise ConfigError("service.name", flat["service.name"],
+                          "use lowercase letters, digits and '-' (it names Kubernetes objects)")
+    for key in ("kafka.bootstrap_servers", "kafka.topic", "kafka.group_id"):
+        if not flat[key].strip():
+            raise ConfigError(key, flat[key], f"must not be empty; set it in the file or {env_name(key)}")
+    for hp in flat["kafka.bootstrap_servers"].split(","):
+        if not re.match(r"^[\w.\-\[\]:]+:\d+$", hp.strip()):
+            raise ConfigError("kafka.bootstrap_servers", flat["kafka.bootstrap_servers"],
+                              "use host:port[,host:port...], e.g. 127.0.0.1:9092")
+    dev = flat["model.device"]
+    if not re.match(r"^(auto|cpu|cuda(:\d+)?)$", dev):
+        raise ConfigError("model.device", dev, "use auto, cpu, cuda or cuda:N")
+    if flat["kafka.security_protocol"].startswith("SASL") and not flat["kafka.sasl_mechanism"]:
+        raise ConfigError("kafka.sasl_mechanism", "", "SASL needs a mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    for key in ("deploy.cpu", "deploy.memory", "deploy.gpu_memory"):
+        if not _QUANTITY.match(str(flat[key])):
+            raise ConfigError(key, flat[key], "use a Kubernetes quantity such as 4, 500m, 16Gi")
+    if not flat["sinks.urls"]:
+        raise ConfigError("sinks.urls", [], "configure at least one sink, e.g. [\"sqlite:///results.db\"]")
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                environ: typing.Mapping[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Read the file (if it exists), apply env and explicit overrides, validate."""
+    environ = os.environ if environ is None else environ
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if p.exists():
+            try:
+                doc = tomllib.loads(p.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError("file", str(p), f"not valid TOML ({exc}); fix the syntax") from None
+            _apply(cfg, doc, source=str(p))
+        elif str(path) != "sidepath.toml":
+            raise ConfigError("--config", str(p), "file not found; pass an existing TOML file")
+    _apply_env(cfg, environ)
+    if overrides:
+        nested: dict[str, Any] = {}
+        for key, value in overrides.items():
+            d = nested
+            *head, last = key.split(".")
+            for h in head:
+                d = d.setdefault(h, {})
+            d[last] = value
+        _apply(cfg, nested, source="command-line options")
+    _validate(cfg)
+    return cfg
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def expand_env(url: str, environ: typing.Mapping[str, str] | None = None) -> str:
+    """Fill ``${VAR}`` placeholders (database passwords) from the environment."""
+    environ = os.environ if environ is None else environ
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in environ:
+            raise ConfigError("sinks.urls", mask_url(url), f"environment variable {m.group(1)} is not set")
+        return environ[m.group(1)]
+
+    return _ENV_REF.sub(sub, url)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)")
+
+
+def mask_url(url: str) -> str:
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", url)
+
+
+def masked(cfg: Config) -> dict[str, Any]:
+    """The effective config as a dict with every secret replaced by ``***``."""
+    d = cfg.to_dict()
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        if d[section][name]:
+            d[section][name] = "***"
+    d["sinks"]["urls"] = [mask_url(u) for u in d["sinks"]["urls"]]
+    d["sinks"]["dead_letter"] = mask_url(d["sinks"]["dead_letter"])
+    d["kafka"]["consumer"] = {k: ("***" if "password" in k or "secret" in k else v)
+                              for k, v in d["kafka"]["consumer"].items()}
+    return d

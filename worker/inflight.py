@@ -1,0 +1,68 @@
+"""The in-flight record of one message, and the results and dead letters built from it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidepath.sinks.base import DeadLetter, Result, SourceRef
+from sidepath.worker.request import Request, ids_from_raw
+
+__all__ = ["Inflight", "Completion", "error_result", "ok_result", "dead_letter"]
+
+
+@dataclass(slots=True, eq=False)
+class Inflight:
+    """One message taken from Kafka and not yet done (every model's result durable)."""
+
+    source: SourceRef
+    epoch: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None
+    request: Request | None = None
+    remaining: int = 1                      # results still to be made durable (main thread only)
+    nbytes: int = 0
+    t0: float = field(default_factory=time.monotonic)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.source.topic, self.source.partition)
+
+    def ids(self) -> tuple[str, str, str]:
+        """postid, uid, seqid; a message without ids is named by its coordinates
+        so that it still gets exactly one error row per model."""
+        if self.request is not None:
+            return self.request.postid, self.request.uid, self.request.seqid
+        postid, uid, seqid = ids_from_raw(self.value)
+        where = f"{self.source.topic}/{self.source.partition}/{self.source.offset}"
+        return postid or f"@{where}", uid, seqid or f"@{where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Sent from the sink writer to the poll loop when a result is durable."""
+
+    inflight: Inflight
+    ok: bool
+
+
+def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float]) -> Result:
+    postid, uid, seqid = inf.ids()
+    return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source,
+                  timings_ms, extra=inf.request.extra if inf.request else {})
+
+
+def error_result(inf: Inflight, model_name: str, model_version: str, stage: str, msg: str) -> Result:
+    postid, uid, seqid = inf.ids()
+    return Result(postid, uid, seqid, model_name, model_version, msg or "error", None, inf.source,
+                  dict(inf.timings_ms), stage=stage,
+                  extra=inf.request.extra if inf.request else {})
+
+
+def dead_letter(inf: Inflight, *, group: str, stage: str, exc_class: str, error: str,
+                model: str = "", attempts: int = 1) -> DeadLetter:
+    return DeadLetter(inf.key, inf.value, inf.headers, inf.timestamp_ms, inf.source, group,
+                      stage, exc_class, error, attempts, model)

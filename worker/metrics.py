@@ -1,0 +1,98 @@
+"""Prometheus metrics, built over a registry the caller gives (never globals).
+
+Names follow DESIGN.md: ``sidepath_`` prefix, base units, ``_total`` counters.
+Per-partition series carry (topic, partition, group) only: no per-member
+labels, so a rebalance does not multiply series.  Series of revoked
+partitions are removed (``forget_partition``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["Metrics", "build_metrics", "STAGES"]
+
+STAGES = ("parse", "fetch", "decode", "infer", "sink")
+_LAT = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_PART = ("topic", "partition", "group")
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    lag: Gauge
+    committed: Gauge
+    high_watermark: Gauge
+    oldest_unfinished_age: Gauge
+    last_progress: Gauge
+    messages: Counter
+    results: Counter
+    dead_letters: Counter
+    rebalances: Counter
+    commit_failures: Counter
+    commits: Counter
+    stalls: Counter
+    stage_seconds: Histogram
+    end_to_end_seconds: Histogram
+    batch_size: Histogram
+    inflight_messages: Gauge
+    inflight_bytes: Gauge
+    paused: Gauge
+    fetched_bytes: Counter
+    gpu_memory_used: Gauge
+    gpu_memory_budget: Gauge
+    last_poll: Gauge
+    ready: Gauge
+    model_info: Info
+
+    def forget_partition(self, topic: str, partition: int, group: str) -> None:
+        labels = (topic, str(partition), group)
+        for g in (self.lag, self.committed, self.high_watermark, self.oldest_unfinished_age, self.last_progress):
+            try:
+                g.remove(*labels)
+            except KeyError:
+                pass
+
+
+def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
+    r = registry if registry is not None else CollectorRegistry()
+    return Metrics(
+        registry=r,
+        lag=Gauge("sidepath_consumer_lag_messages",
+                  "High watermark (LSO under read_committed) minus committed offset, clamped at 0.", _PART, registry=r),
+        committed=Gauge("sidepath_committed_offset", "Last offset committed by the group.", _PART, registry=r),
+        high_watermark=Gauge("sidepath_high_watermark_offset", "Partition high watermark.", _PART, registry=r),
+        oldest_unfinished_age=Gauge("sidepath_oldest_unfinished_age_seconds",
+                                    "Age of the oldest message taken but not yet done.", _PART, registry=r),
+        last_progress=Gauge("sidepath_last_progress_timestamp_seconds",
+                            "Unix time the partition's committable offset last advanced.", _PART, registry=r),
+        messages=Counter("sidepath_messages_total", "Messages finished, by outcome (ok|error).",
+                         ["outcome"], registry=r),
+        results=Counter("sidepath_results_total", "Results written, by model and outcome.",
+                        ["model", "outcome"], registry=r),
+        dead_letters=Counter("sidepath_dead_letters_total", "Dead-letter records, by failing stage.",
+                             ["stage"], registry=r),
+        rebalances=Counter("sidepath_rebalances_total", "Partition assignment changes, by kind.",
+                           ["kind"], registry=r),
+        commit_failures=Counter("sidepath_commit_failures_total", "Offset commits that failed.", registry=r),
+        commits=Counter("sidepath_commits_total", "Offset commits sent.", registry=r),
+        stalls=Counter("sidepath_partition_stalls_total", "Partitions seen with lag and no progress.",
+                       registry=r),
+        stage_seconds=Histogram("sidepath_stage_duration_seconds", "Time spent per stage and message.",
+                                ["stage"], buckets=_LAT, registry=r),
+        end_to_end_seconds=Histogram("sidepath_message_duration_seconds",
+                                     "From poll to durable result, per message.", buckets=_LAT, registry=r),
+        batch_size=Histogram("sidepath_batch_size_units", "Units (frames or clips) per model call.",
+                             ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r),
+        inflight_messages=Gauge("sidepath_inflight_messages", "Messages taken and not yet done.", registry=r),
+        inflight_bytes=Gauge("sidepath_inflight_bytes", "Bytes held by unfinished messages.", registry=r),
+        paused=Gauge("sidepath_source_paused", "1 while consumption is paused by backpressure.", registry=r),
+        fetched_bytes=Counter("sidepath_fetched_bytes_total", "Media bytes fetched.", registry=r),
+        gpu_memory_used=Gauge("sidepath_gpu_memory_used_bytes", "GPU memory allocated by this process.",
+                              registry=r),
+        gpu_memory_budget=Gauge("sidepath_gpu_memory_budget_bytes", "Declared gpu_memory budget.", registry=r),
+        last_poll=Gauge("sidepath_last_poll_timestamp_seconds", "Unix time the poll loop last ran.", registry=r),
+        ready=Gauge("sidepath_ready", "1 when the model is warmed up and partitions are assigned.", registry=r),
+        model_info=Info("sidepath_model", "Loaded model names and versions.", registry=r),
+    )

@@ -1,0 +1,83 @@
+"""Parse and validate one input message into a ``Request``.
+
+Input contract (DESIGN.md): JSON object with ``postid``, ``uid``, ``seqid``
+(strings or integers) and at least one of ``video``, ``image``, ``audio``,
+``data`` (URL, path or inline base64).  Other fields are carried through.
+Anything else raises ``BadRequest`` with a one-line reason.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidepath.decoders.base import MEDIA_KINDS
+from sidepath.sinks.base import SourceRef
+from sidepath.worker.errors import BadRequest
+
+__all__ = ["Request", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES"]
+
+ID_FIELDS = ("postid", "uid", "seqid")
+MAX_MESSAGE_BYTES = 1_000_000
+MAX_ID_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    postid: str
+    uid: str
+    seqid: str
+    kind: str                      # which media field is used
+    ref: str                       # URL, path or base64 payload
+    source: SourceRef
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_id(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest(f"field {name!r} must be a string or an integer, got {type(value).__name__}")
+    text = str(value)
+    if not text or len(text) > MAX_ID_CHARS:
+        raise BadRequest(f"field {name!r} must be 1..{MAX_ID_CHARS} characters, got {len(text)}")
+    return text
+
+
+def parse_request(value: bytes | None, source: SourceRef) -> Request:
+    if value is None:
+        raise BadRequest("empty message (null value); send a JSON object with postid, uid, seqid and a media field")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise BadRequest(f"message is {len(value)} bytes, over the {MAX_MESSAGE_BYTES}-byte cap; "
+                         "send media by URL rather than inline")
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"not JSON: {str(exc)[:120]}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"JSON must be an object, got {type(doc).__name__}")
+    missing = [f for f in ID_FIELDS if f not in doc]
+    if missing:
+        raise BadRequest(f"missing field(s) {', '.join(missing)}; every request needs postid, uid and seqid")
+    ids = [_as_id(f, doc[f]) for f in ID_FIELDS]
+    kind = next((k for k in MEDIA_KINDS if doc.get(k)), None)
+    if kind is None:
+        raise BadRequest(f"no media: set one of {', '.join(MEDIA_KINDS)} to a URL, path or base64 payload")
+    ref = doc[kind]
+    if not isinstance(ref, str):
+        raise BadRequest(f"field {kind!r} must be a string (URL, path or base64), got {type(ref).__name__}")
+    extra = {k: v for k, v in doc.items() if k not in ID_FIELDS and k not in MEDIA_KINDS}
+    return Request(*ids, kind=kind, ref=ref, source=source, extra=extra)
+
+
+def ids_from_raw(value: bytes | None) -> tuple[str, str, str]:
+    """Best-effort ids of a message that failed to parse, for its error result."""
+    try:
+        doc = json.loads(value or b"")
+    except (ValueError, RecursionError):
+        return ("", "", "")
+    if not isinstance(doc, dict):
+        return ("", "", "")
+    out = []
+    for f in ID_FIELDS:
+        v = doc.get(f)
+        out.append(str(v)[:MAX_ID_CHARS] if isinstance(v, (str, int)) and not isinstance(v, bool) else "")
+    return tuple(out)  # type: ignore[return-value]

@@ -1,0 +1,290 @@
+"""The pipeline stages that run beside the poll loop.
+
+    poll loop --Inflight--> DecodeStage (thread pool: fetch, decode, prepare)
+              --Work------> ModelRunner (one thread per model instance: batch, predict)
+              --Outgoing--> SinkWriter (one thread: write results + dead letters)
+              --Completion--> poll loop (marks offsets done, commits)
+
+Every failure of one message becomes an error ``Result`` plus a ``DeadLetter``
+and flows on like a success, so the offset behind it is committed only once
+both are durable.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+from sidepath.decoders.base import DecodeSpec
+from sidepath.models.base import Model
+from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink
+from sidepath.worker.batcher import STOP, Batcher
+from sidepath.worker.errors import FatalError, MessageError, ModelError, TransientSinkError
+from sidepath.worker.inflight import Completion, Inflight, dead_letter, error_result, ok_result
+from sidepath.worker.metrics import Metrics
+
+__all__ = ["Work", "Outgoing", "DecodeStage", "ModelRunner", "SinkWriter", "STOP"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    inflight: Inflight
+    prepared: Any
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    inflight: Inflight
+    result: Result
+    letter: DeadLetter | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:500]
+
+
+class Failures:
+    """Turns one message's failure into error results (one per model) and a dead letter."""
+
+    def __init__(self, models: Sequence[Model], out: "queue.Queue[Any]", metrics: Metrics, group: str) -> None:
+        self.models, self.out, self.metrics, self.group = models, out, metrics, group
+
+    def fail(self, inf: Inflight, stage: str, exc: BaseException, models: Sequence[Model] | None = None) -> None:
+        msg = _one_line(exc)
+        log.warning("dead-lettered at %s: %s", stage, msg,
+                    extra={"topic": inf.source.topic, "partition": inf.source.partition,
+                           "offset": inf.source.offset, "stage": stage,
+                           **({"postid": inf.request.postid} if inf.request else {})})
+        targets = self.models if models is None else models
+        for i, m in enumerate(targets):
+            letter = dead_letter(inf, group=self.group, stage=stage, exc_class=type(exc).__name__,
+                                 error=msg, model=m.name) if i == 0 else None
+            self.out.put(Outgoing(inf, error_result(inf, m.name, m.version, stage, msg), letter))
+
+
+class DecodeStage:
+    """Fetch + decode once per message, then each model's ``prepare``; a bounded thread pool."""
+
+    def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Any],
+                 threads: int, model_queues: dict[str, "queue.Queue[Any]"], failures: Failures,
+                 metrics: Metrics, add_bytes: Callable[[Inflight, int], None]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.models, self.spec, self.decode = models, spec, decode
+        self.model_queues, self.failures, self.metrics, self.add_bytes = model_queues, failures, metrics, add_bytes
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
+
+    def submit(self, inf: Inflight) -> None:
+        self.pool.submit(self._run, inf)
+
+    def _run(self, inf: Inflight) -> None:
+        req = inf.request
+        assert req is not None
+        try:
+            media = self.decode(req.ref, req.kind, self.spec)
+        except MessageError as exc:
+            self.failures.fail(inf, exc.stage, exc)
+            return
+        except Exception as exc:  # a decoder bug must not kill the worker: dead-letter and go on
+            log.exception("unexpected decoder failure")
+            self.failures.fail(inf, "decode", exc)
+            return
+        timings = getattr(media, "timings_ms", {}) or {}
+        inf.timings_ms.update(timings)
+        for stage in ("fetch", "decode"):
+            if stage in timings:
+                self.metrics.stage_seconds.labels(stage).observe(timings[stage] / 1000)
+        self.metrics.fetched_bytes.inc(getattr(media, "bytes_fetched", 0) or 0)
+        self.add_bytes(inf, getattr(media, "nbytes", 0) or 0)
+        for model in self.models:
+            try:
+                prepared = model.prepare(media)
+            except Exception as exc:
+                stage = exc.stage if isinstance(exc, MessageError) else "decode"
+                self.failures.fail(inf, stage, exc, models=[model])
+                continue
+            self.model_queues[model.name].put(Work(inf, prepared, model.units(prepared)))
+
+    def close(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def _is_fatal_device_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return not _is_oom(exc) and ("CUDA error" in text or "CUBLAS_STATUS" in text or "cuDNN error" in text)
+
+
+class ModelRunner(threading.Thread):
+    """Batches Work for one model instance and runs it; isolates items that fail."""
+
+    def __init__(self, model: Model, q: "queue.Queue[Any]", out: "queue.Queue[Any]", *, max_wait_s: float,
+                 failures: Failures, metrics: Metrics, on_fatal: Callable[[BaseException], None],
+                 name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.model, self.q, self.out, self.failures, self.metrics = model, q, out, failures, metrics
+        self.on_fatal = on_fatal
+        self.batcher: Batcher[Work] = Batcher(q, max_units=model.max_batch, max_wait_s=max_wait_s,
+                                              units=lambda w: w.units)
+        self.busy_since: float | None = None     # monotonic start of the predict call in progress
+
+    def run(self) -> None:
+        try:
+            while not self.batcher.stopped:
+                batch = self.batcher.next_batch()
+                if batch:
+                    self._run_batch(batch)
+        except FatalError as exc:
+            self.on_fatal(exc)
+        except BaseException as exc:  # noqa: BLE001 - reported, then the worker stops
+            log.exception("model runner crashed")
+            self.on_fatal(FatalError(f"model runner crashed: {_one_line(exc)}"))
+
+    def _run_batch(self, batch: list[Work]) -> None:
+        self.metrics.batch_size.labels(self.model.name).observe(sum(w.units for w in batch))
+        t0 = time.monotonic()
+        outcomes = self._predict(batch)
+        infer_ms = (time.monotonic() - t0) * 1000 / max(1, len(batch))
+        self.metrics.stage_seconds.labels("infer").observe(infer_ms / 1000)
+        for work, out in outcomes:
+            if isinstance(out, BaseException):
+                stage = out.stage if isinstance(out, MessageError) else "infer"
+                self.failures.fail(work.inflight, stage, out, models=[self.model])
+            else:
+                timings = {**work.inflight.timings_ms, "infer": round(infer_ms, 3)}
+                self.out.put(Outgoing(work.inflight, ok_result(work.inflight, self.model, out, timings)))
+
+    def _predict(self, batch: list[Work]) -> list[tuple[Work, Any]]:
+        self.busy_since = time.monotonic()
+        try:
+            outs = self.model.predict([w.prepared for w in batch])
+            if len(outs) != len(batch):
+                raise ModelError(f"model {self.model.name} returned {len(outs)} outputs for {len(batch)} inputs")
+            return list(zip(batch, outs))
+        except Exception as exc:
+            if _is_fatal_device_error(exc):
+                raise FatalError(f"device error in model {self.model.name}: {_one_line(exc)}") from exc
+            if len(batch) == 1:
+                return [(batch[0], exc)]
+            if _is_oom(exc):
+                log.warning("out of memory with a batch of %d; halving", len(batch))
+                _empty_cache()
+            mid = len(batch) // 2
+            return self._predict(batch[:mid]) + self._predict(batch[mid:])
+        finally:
+            self.busy_since = None
+
+
+def _empty_cache() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
+class SinkWriter(threading.Thread):
+    """Writes results to every sink and dead letters to the DLQ, then reports completions."""
+
+    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: "queue.Queue[Any]",
+                 completions: "queue.Queue[Completion]", *, batch_size: int, batch_wait_s: float,
+                 retry_deadline_s: float, metrics: Metrics, group: str,
+                 on_fatal: Callable[[BaseException], None]) -> None:
+        super().__init__(name="sink-writer", daemon=True)
+        self.sinks, self.dlq, self.q, self.completions = sinks, dlq, q, completions
+        self.batch_size, self.batch_wait_s, self.retry_deadline_s = batch_size, batch_wait_s, retry_deadline_s
+        self.metrics, self.group, self.on_fatal = metrics, group, on_fatal
+        self.blocked = threading.Event()         # set while a sink is being retried
+        self.stopped = False
+
+    def _gather(self) -> list[Outgoing]:
+        try:
+            first = self.q.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        if first is STOP:
+            self.stopped = True
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(batch) < self.batch_size:
+            left = deadline - time.monotonic()
+            try:
+                item = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
+            except queue.Empty:
+                break
+            if item is STOP:
+                self.stopped = True
+                break
+            batch.append(item)
+        return batch
+
+    def run(self) -> None:
+        try:
+            while not self.stopped:
+                batch = self._gather()
+                if batch:
+                    self.write(batch)
+        except FatalError as exc:
+            self.on_fatal(exc)
+        except BaseException as exc:  # noqa: BLE001
+            log.exception("sink writer crashed")
+            self.on_fatal(FatalError(f"sink writer crashed: {_one_line(exc)}"))
+
+    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        def before_sleep(state: Any) -> None:
+            self.blocked.set()
+            log.warning("%s failed (%s); retrying in %.1f s", what,
+                        _one_line(state.outcome.exception()), state.next_action.sleep)
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception_type(Exception),
+                                    wait=wait_random_exponential(multiplier=0.5, max=10),
+                                    stop=stop_after_delay(self.retry_deadline_s),
+                                    before_sleep=before_sleep, reraise=False):
+                with attempt:
+                    return fn()
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise FatalError(f"{what} still failing after {self.retry_deadline_s:.0f} s: {_one_line(last)}; "
+                             "offsets behind these results are not committed") from last
+        finally:
+            self.blocked.clear()
+
+    def write(self, batch: list[Outgoing]) -> None:
+        t0 = time.monotonic()
+        results = [o.result for o in batch]
+        letters = [o.letter for o in batch if o.letter is not None]
+        by_result = {id(o.result): o for o in batch}
+        for sink in self.sinks:
+            rejected = self._retrying(f"sink {sink.url}", lambda s=sink: s.write(results)) or ()
+            for rej in rejected:
+                o = by_result.get(id(rej.result))
+                if o is None:
+                    continue
+                log.warning("sink %s rejected a row: %s", sink.url, rej.error,
+                            extra={"postid": rej.result.postid, "offset": o.inflight.source.offset})
+                letters.append(dead_letter(o.inflight, group=self.group, stage="sink",
+                                           exc_class=rej.error_class, error=rej.error, model=rej.result.model))
+        if letters:
+            self._retrying(f"dead-letter sink {self.dlq.url}", lambda: self.dlq.write_letters(letters))
+            for letter in letters:
+                self.metrics.dead_letters.labels(letter.stage).inc()
+        self.metrics.stage_seconds.labels("sink").observe(time.monotonic() - t0)
+        for o in batch:
+            self.metrics.results.labels(o.result.model, "ok" if o.result.ok else "error").inc()
+            self.completions.put(Completion(o.inflight, o.result.ok))
