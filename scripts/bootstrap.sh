@@ -17,7 +17,7 @@ need java "install a Java 17 JDK (Debian: apt-get install openjdk-17-jre-headles
 need mvn "install Maven (Debian: apt-get install maven)"
 
 EXTRAS=postgres
-if [ "${1:-}" = "--test" ]; then EXTRAS=test,postgres,mysql,bench; fi
+if [ "${1:-}" = "--test" ]; then EXTRAS=test,postgres,mysql; fi
 HASH=$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
 VENV=${SIDEPATH_VENV:-$CACHE/venv-$HASH}
 STAMP="$VENV/.sidepath-$EXTRAS"
