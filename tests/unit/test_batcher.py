@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import queue
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidepath.worker.batcher import STOP, Batcher
+
+
+def _batcher(items, max_units, wait_s=0.0):
+    q: queue.Queue = queue.Queue()
+    for i in items:
+        q.put(i)
+    return q, Batcher(q, max_units=max_units, max_wait_s=wait_s, units=lambda x: x)
+
+
+def test_packs_until_max_units():
+    q, b = _batcher([4, 4, 4, 4], 8)
+    assert b.next_batch(0.1) == [4, 4]
+    assert b.next_batch(0.1) == [4, 4]
+    assert b.next_batch(0.01) == []
+
+
+def test_oversized_item_goes_alone_and_overflow_waits():
+    q, b = _batcher([3, 20, 2], 8)
+    assert b.next_batch(0.1) == [3]      # 20 would overflow: held for the next call
+    assert b.next_batch(0.1) == [20]
+    assert b.next_batch(0.1) == [2]
+
+
+def test_waits_for_more_items_within_max_wait():
+    q, b = _batcher([1], 8, wait_s=2.0)
+    threading.Timer(0.05, lambda: q.put(2)).start()
+    threading.Timer(0.1, lambda: q.put(STOP)).start()
+    assert b.next_batch(0.5) == [1, 2]
+    assert b.stopped
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 40), max_size=60), st.integers(1, 64))
+def test_every_item_exactly_once_in_order_and_within_budget(items, max_units):
+    q, b = _batcher(items, max_units)
+    out = []
+    while True:
+        batch = b.next_batch(0.001)
+        if not batch:
+            break
+        assert len(batch) == 1 or sum(batch) <= max_units
+        out.extend(batch)
+    assert out == items

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from sidepath.worker.config import load_config, mask_url, masked
+from sidepath.worker.errors import ConfigError
+
+
+def test_file_then_env_overrides(tmp_path):
+    p = tmp_path / "sidepath.toml"
+    p.write_text('[kafka]\ntopic = "a"\n[deploy.replicas]\nhk = 3\n[model]\nmax_batch = 8\n')
+    cfg = load_config(p, environ={"SIDEPATH_KAFKA_TOPIC": "b", "SIDEPATH_DEPLOY_REPLICAS_EU": "5",
+                                  "SIDEPATH_DECODE_ALLOW_HOSTS": "a.example,b.example"})
+    assert cfg.kafka.topic == "b" and cfg.deploy.replicas.hk == 3 and cfg.deploy.replicas.eu == 5
+    assert cfg.model.max_batch == 8 and cfg.decode.allow_hosts == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize("doc, env, key, fix", [
+    ("[model]\nmax_batch = 0\n", {}, "model.max_batch", "greater than 0"),
+    ("[kafka]\nauto_offset_reset = 'sometimes'\n", {}, "kafka.auto_offset_reset", "earliest"),
+    ("[kafka]\ntopicc = 'x'\n", {}, "kafka.topicc", "unknown key"),
+    ("", {"SIDEPATH_MODEL_MAX_BATCH": "lots"}, "model.max_batch", "SIDEPATH_MODEL_MAX_BATCH"),
+    ("[deploy]\ngpu_memory = 'sixteen'\n", {}, "deploy.gpu_memory", "quantity"),
+    ("[kafka]\nsasl_password = 'hunter2'\n", {}, "kafka.sasl_password", "SIDEPATH_KAFKA_SASL_PASSWORD"),
+    ("[kafka]\nbootstrap_servers = 'nohostport'\n", {}, "kafka.bootstrap_servers", "host:port"),
+    ("[service]\nname = 'Bad_Name'\n", {}, "service.name", "lowercase"),
+])
+def test_errors_name_key_value_and_fix(tmp_path, doc, env, key, fix):
+    p = tmp_path / "c.toml"
+    p.write_text(doc)
+    with pytest.raises(ConfigError) as e:
+        load_config(p, environ=env)
+    assert e.value.key == key and fix in str(e.value)
+    assert "hunter2" not in str(e.value)
+
+
+def test_secrets_masked():
+    cfg = load_config(None, environ={"SIDEPATH_KAFKA_SASL_PASSWORD": "s3cret",
+                                     "SIDEPATH_SINKS_URLS": "postgresql+psycopg://bob:pw@db:5432/x"})
+    shown = str(masked(cfg))
+    assert "s3cret" not in shown and ":pw@" not in shown and "bob:***@db" in shown
+    assert mask_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"

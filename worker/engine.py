@@ -1,0 +1,379 @@
+"""The poll loop: consume, dispatch, track, commit, rebalance, backpressure, shutdown.
+
+Only this thread touches the consumer's assignment, the offset tracker and the
+in-flight counters; the stages report back through the completion queue.
+The commit order, on every path (timer, count, revoke, shutdown):
+
+1. completions drained: an offset is done when every model's result (or its
+   error result + dead letter) is durable;
+2. per partition, the lowest offset not yet done (or the position, when
+   nothing is pending) is committed -- never past an unwritten result.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from sidepath.models.base import Model
+from sidepath.sinks.base import SourceRef
+from sidepath.worker.errors import BadRequest, FatalError
+from sidepath.worker.health import Health
+from sidepath.worker.inflight import Completion, Inflight
+from sidepath.worker.metrics import Metrics
+from sidepath.worker.offsets import TP, OffsetTracker
+from sidepath.worker.request import parse_request
+from sidepath.worker.stages import DecodeStage, Failures
+
+__all__ = ["Engine", "EngineLimits", "StartAt"]
+
+log = logging.getLogger(__name__)
+
+#: "beginning", an epoch-ms timestamp, or None (committed offsets / auto.offset.reset)
+StartAt = Any
+
+
+@dataclass
+class EngineLimits:
+    max_inflight_messages: int = 512
+    max_inflight_bytes: int = 512 * 1024 * 1024
+    resume_fraction: float = 0.5
+    commit_interval_s: float = 5.0
+    commit_every: int = 1000
+    shutdown_grace_s: float = 25.0
+    revoke_budget_s: float = 10.0
+    consume_batch: int = 500
+
+
+@dataclass
+class _Stats:
+    taken: int = 0
+    done: int = 0
+    errors: int = 0
+    commits: int = 0
+    rebalances: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, consumer: Consumer, *, topic: str, group: str, models: Sequence[Model],
+                 decode_stage: DecodeStage, failures: Failures, completions: "queue.Queue[Completion]",
+                 metrics: Metrics, limits: EngineLimits, start: StartAt = None, until_end: bool = False,
+                 max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
+                 health: Health | None = None) -> None:
+        self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
+        self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
+        self.metrics, self.limits, self.start = metrics, limits, start
+        self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
+        self.health = health
+        self.tracker = OffsetTracker()
+        self.inflight: dict[tuple[str, int, int], Inflight] = {}
+        self.inflight_bytes = 0
+        self._bytes_lock = threading.Lock()
+        self.paused = False
+        self.stop_event = threading.Event()
+        self.fatal: BaseException | None = None
+        self.end_offsets: dict[TP, int] = {}
+        self.low_offsets: dict[TP, int] = {}
+        self._seen_partitions: set[TP] = set()
+        self._done_since_commit = 0
+        self._last_commit = time.monotonic()
+        self.last_poll = time.time()
+        self.assigned_once = False
+        self.stats = _Stats()
+
+    # ---- called from other threads -------------------------------------------------
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def report_fatal(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop_event.set()
+
+    def add_bytes(self, inf: Inflight, n: int) -> None:
+        with self._bytes_lock:
+            inf.nbytes += n
+            self.inflight_bytes += n
+
+    # ---- rebalance callbacks (run inside consume(), on this thread) ----------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        self.metrics.rebalances.labels("assign").inc()
+        committed = {}
+        try:
+            for tp in consumer.committed(partitions, timeout=10):
+                committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+        except KafkaException as exc:
+            log.warning("could not read committed offsets on assignment: %s", exc)
+        for p in partitions:
+            key = (p.topic, p.partition)
+            self.tracker.assign(key, committed.get(key))
+        fresh = [p for p in partitions if (p.topic, p.partition) not in self._seen_partitions]
+        if self.start is not None and fresh:
+            self._apply_start(fresh)
+        if self.until_end:
+            for p in fresh:
+                lo, hi = consumer.get_watermark_offsets(p, timeout=10)
+                self.end_offsets[(p.topic, p.partition)] = hi
+                self.low_offsets[(p.topic, p.partition)] = lo
+        self._seen_partitions.update((p.topic, p.partition) for p in partitions)
+        consumer.incremental_assign(partitions)
+        if self.paused:
+            consumer.pause(partitions)   # re-apply backpressure to new partitions
+        self.assigned_once = True
+        log.info("assigned %s", _names(partitions))
+
+    def _apply_start(self, partitions: list[TopicPartition]) -> None:
+        if self.start == "beginning":
+            for p in partitions:
+                p.offset = OFFSET_BEGINNING
+            return
+        query = [TopicPartition(p.topic, p.partition, int(self.start)) for p in partitions]
+        found = {(t.topic, t.partition): t.offset for t in self.consumer.offsets_for_times(query, timeout=10)}
+        for p in partitions:
+            off = found.get((p.topic, p.partition), -1)
+            if off is None or off < 0:   # no message at or after the time: start at the end
+                _lo, off = self.consumer.get_watermark_offsets(p, timeout=10)
+            p.offset = off
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        self.metrics.rebalances.labels("revoke").inc()
+        keys = [(p.topic, p.partition) for p in partitions]
+        deadline = time.monotonic() + self.limits.revoke_budget_s
+        while any(self.tracker.pending(k) for k in keys) and time.monotonic() < deadline and self.fatal is None:
+            self._drain_completions(timeout_s=0.05)
+        self._commit(asynchronous=False, only=keys)
+        dropped = sum(self.tracker.revoke(k) for k in keys)
+        self._forget(keys)
+        if dropped:
+            log.warning("revoked %s with %d unfinished messages (the next owner redoes them)",
+                        _names(partitions), dropped)
+        else:
+            log.info("revoked %s", _names(partitions))
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        keys = [(p.topic, p.partition) for p in partitions]
+        dropped = sum(self.tracker.revoke(k) for k in keys)
+        self._forget(keys)
+        log.warning("lost %s (%d unfinished messages dropped, nothing committed)", _names(partitions), dropped)
+        consumer.incremental_unassign(partitions)
+
+    def _forget(self, keys: list[TP]) -> None:
+        if self.health is not None:
+            self.health.forget(keys)
+        for k in keys:
+            self.metrics.forget_partition(k[0], k[1], self.group)
+            for inf_key in [ik for ik in self.inflight if (ik[0], ik[1]) == k]:
+                self._release(self.inflight.pop(inf_key))
+
+    # ---- the loop --------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        try:
+            while not self.stop_event.is_set():
+                self._poll_once()
+                if self._finished():
+                    log.info("reached the end offsets taken at start; stopping")
+                    break
+            self._shutdown()
+        except KafkaException as exc:
+            self.fatal = self.fatal or FatalError(f"Kafka: {exc.args[0]}")
+            self._close_consumer()
+        return self.summary()
+
+    def _poll_once(self) -> None:
+        self.last_poll = time.time()
+        self.metrics.last_poll.set(self.last_poll)
+        n = self.limits.consume_batch
+        if self.max_messages:
+            n = max(1, min(n, self.max_messages - self.stats.taken))
+        msgs = self.consumer.consume(n, 0.1)
+        for m in msgs:
+            self._take(m)
+        self._drain_completions(timeout_s=0.0 if msgs else 0.02)
+        self._backpressure()
+        if (self._done_since_commit >= self.limits.commit_every
+                or time.monotonic() - self._last_commit >= self.limits.commit_interval_s):
+            self._commit(asynchronous=True)
+        if self.health is not None:
+            self.health.tick(self)
+
+    def _take(self, m: Any) -> None:
+        err = m.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("consumer error: %s", err.str())
+            return
+        key = (m.topic(), m.partition())
+        if not self.tracker.owns(key):          # fetched before a revoke: the next owner has it
+            return
+        source = SourceRef(m.topic(), m.partition(), m.offset())
+        epoch = self.tracker.add(key, m.offset())
+        ts_type, ts = m.timestamp()
+        value = m.value()
+        inf = Inflight(source, epoch, m.key(), value, tuple(m.headers() or ()), ts if ts_type else None,
+                       remaining=len(self.models), nbytes=len(value or b""))
+        self.inflight[(source.topic, source.partition, source.offset)] = inf
+        with self._bytes_lock:
+            self.inflight_bytes += inf.nbytes
+        self.stats.taken += 1
+        try:
+            inf.request = parse_request(value, source)
+        except BadRequest as exc:
+            self.failures.fail(inf, "parse", exc)
+            return
+        self.decode_stage.submit(inf)
+
+    def _drain_completions(self, timeout_s: float) -> None:
+        try:
+            c = self.completions.get(timeout=timeout_s) if timeout_s > 0 else self.completions.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._complete(c)
+            try:
+                c = self.completions.get_nowait()
+            except queue.Empty:
+                return
+
+    def _complete(self, c: Completion) -> None:
+        inf = c.inflight
+        src = inf.source
+        key = (src.topic, src.partition, src.offset)
+        if self.inflight.get(key) is not inf:        # from a revoked assignment: discard
+            return
+        inf.remaining -= 1
+        if not c.ok:
+            inf.timings_ms["_error"] = 1
+        if inf.remaining > 0:
+            return
+        del self.inflight[key]
+        self._release(inf)
+        self.tracker.done(inf.tp, src.offset, inf.epoch)
+        outcome = "error" if "_error" in inf.timings_ms else "ok"
+        self.metrics.messages.labels(outcome).inc()
+        self.metrics.end_to_end_seconds.observe(time.monotonic() - inf.t0)
+        self.stats.done += 1
+        self.stats.errors += outcome == "error"
+        self._done_since_commit += 1
+
+    def _release(self, inf: Inflight) -> None:
+        with self._bytes_lock:
+            self.inflight_bytes -= inf.nbytes
+
+    def _backpressure(self) -> None:
+        n, b = len(self.inflight), self.inflight_bytes
+        lim = self.limits
+        self.metrics.inflight_messages.set(n)
+        self.metrics.inflight_bytes.set(b)
+        over = n >= lim.max_inflight_messages or b >= lim.max_inflight_bytes or self.is_blocked() \
+            or (self.max_messages and self.stats.taken >= self.max_messages)
+        under = n <= lim.max_inflight_messages * lim.resume_fraction and \
+            b <= lim.max_inflight_bytes * lim.resume_fraction and not self.is_blocked() \
+            and not (self.max_messages and self.stats.taken >= self.max_messages)
+        if over and not self.paused:
+            self.consumer.pause(self.consumer.assignment())
+            self.paused = True
+            self.metrics.paused.set(1)
+            log.debug("paused: %d messages, %d bytes in flight", n, b)
+        elif self.paused and under:
+            self.consumer.resume(self.consumer.assignment())
+            self.paused = False
+            self.metrics.paused.set(0)
+
+    def _positions(self, keys: list[TP]) -> dict[TP, int]:
+        try:
+            return {(p.topic, p.partition): p.offset
+                    for p in self.consumer.position([TopicPartition(t, q) for t, q in keys])}
+        except KafkaException:
+            return {}
+
+    def _commit(self, *, asynchronous: bool, only: list[TP] | None = None) -> None:
+        self._last_commit = time.monotonic()
+        keys = only if only is not None else self.tracker.partitions()
+        drained = [k for k in keys if self.tracker.pending(k) == 0]
+        offsets = self.tracker.committable(self._positions(drained) if drained else None)
+        if only is not None:
+            offsets = {k: v for k, v in offsets.items() if k in only}
+        if not offsets:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self.consumer.commit(offsets=tps, asynchronous=asynchronous)
+        except KafkaException as exc:
+            self.metrics.commit_failures.inc()
+            log.warning("commit failed (will retry): %s", exc.args[0])
+            return
+        self.metrics.commits.inc()
+        self.stats.commits += 1
+        for (t, p), o in offsets.items():
+            self.tracker.mark_committed((t, p), o)
+        self._done_since_commit = 0
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's commit callback (async commits): count failures."""
+        if err is not None:
+            self.metrics.commit_failures.inc()
+            log.warning("async commit failed: %s", err)
+
+    def _finished(self) -> bool:
+        if self.max_messages and self.stats.taken >= self.max_messages and not self.inflight:
+            return True
+        if not self.until_end or not self.assigned_once or self.inflight:
+            return False
+        keys = self.tracker.partitions()
+        pos = self._positions(keys)
+        for k in keys:
+            end = self.end_offsets.get(k, 0)
+            at = pos.get(k, -1)
+            if at < 0:
+                at = self.tracker.committed(k) or -1
+            if at < end and self.low_offsets.get(k, 0) < end:
+                return False
+        return True
+
+    # ---- shutdown ------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        """Stop taking work, drain within the grace period, commit, leave the group."""
+        try:
+            self.consumer.pause(self.consumer.assignment())
+        except KafkaException:
+            pass
+        deadline = time.monotonic() + self.limits.shutdown_grace_s
+        while self.inflight and time.monotonic() < deadline and self.fatal is None:
+            self._drain_completions(timeout_s=0.05)
+            self.metrics.last_poll.set(time.time())
+        if self.inflight:
+            log.warning("stopping with %d unfinished messages (not committed; redone after restart)",
+                        len(self.inflight))
+        self._commit(asynchronous=False)
+        self._close_consumer()
+
+    def _close_consumer(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close failed: %s", exc)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {"taken": s.taken, "done": s.done, "errors": s.errors, "commits": s.commits,
+                "rebalances": s.rebalances, "unfinished": len(self.inflight),
+                "fatal": None if self.fatal is None else str(self.fatal)}
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

@@ -1,0 +1,58 @@
+"""One HTTP port: /metrics (Prometheus), /api/ping (liveness), /api/ready (readiness)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["HealthServer"]
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], tuple[bool, str]]
+
+
+class HealthServer:
+    """Serves the endpoints in a daemon thread; ``port=0`` picks a free port."""
+
+    def __init__(self, registry: CollectorRegistry, *, ping: Check, ready: Check,
+                 host: str = "0.0.0.0", port: int = 9108) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+                elif path in ("/api/ping", "/api/ready"):
+                    ok, detail = (outer.ping if path == "/api/ping" else outer.ready)()
+                    body = json.dumps({"ok": ok, "detail": detail}).encode()
+                    ctype, code = "application/json", 200 if ok else 503
+                else:
+                    body, ctype, code = b'{"error":"not found"}', "application/json", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: object) -> None:
+                log.debug("http: " + fmt, *args)
+
+        self.ping, self.ready = ping, ready
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    def start(self) -> "HealthServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

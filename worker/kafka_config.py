@@ -1,0 +1,59 @@
+"""librdkafka settings built from the config: consumer, producer, admin."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from sidepath.worker.config import Config, env_name
+
+__all__ = ["consumer_config", "producer_config", "admin_config", "security_config"]
+
+
+def security_config(cfg: Config) -> dict[str, Any]:
+    k = cfg.kafka
+    out: dict[str, Any] = {"security.protocol": k.security_protocol}
+    if k.security_protocol.startswith("SASL"):
+        password = k.sasl_password or os.environ.get(env_name("kafka.sasl_password"), "")
+        out.update({"sasl.mechanism": k.sasl_mechanism, "sasl.username": k.sasl_username,
+                    "sasl.password": password})
+    if k.ssl_ca_location:
+        out["ssl.ca.location"] = k.ssl_ca_location
+    if k.ssl_key_password:
+        out["ssl.key.password"] = k.ssl_key_password
+    return out
+
+
+def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
+    k = cfg.kafka
+    conf: dict[str, Any] = {
+        "bootstrap.servers": k.bootstrap_servers,
+        "group.id": k.group_id,
+        "client.id": f"{cfg.service.name}-{socket.gethostname()}",
+        "enable.auto.commit": False,            # commit only after results are durable
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": k.auto_offset_reset,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": k.session_timeout_ms,
+        "max.poll.interval.ms": k.max_poll_interval_ms,
+        # bound the client's prefetch so a backlog cannot exhaust memory
+        "queued.max.messages.kbytes": 8192,
+        "queued.min.messages": 2000,
+        "fetch.max.bytes": 8 * 1024 * 1024,
+        "max.partition.fetch.bytes": 1024 * 1024,
+        **security_config(cfg),
+        **k.consumer,
+        **extra,
+    }
+    # cooperative rebalancing is what the engine's incremental assign/unassign relies on
+    conf["partition.assignment.strategy"] = "cooperative-sticky"
+    return conf
+
+
+def producer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
+    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, "enable.idempotence": True,
+            "acks": "all", "linger.ms": 5, **security_config(cfg), **extra}
+
+
+def admin_config(cfg: Config) -> dict[str, Any]:
+    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, **security_config(cfg)}
