@@ -128,6 +128,16 @@ def config_show(ctx: click.Context, fmt: str) -> None:
         click.echo(to_toml(doc))
 
 
+@config.command("keys")
+def config_keys() -> None:
+    """List every config key with its type, default and environment variable."""
+    from sidepath.worker.config import describe_keys
+
+    click.echo("| key | type | default | environment variable |\n|---|---|---|---|")
+    for key, typ, default, env in describe_keys():
+        click.echo(f"| `{key}` | {typ} | `{default}` | `{env}` |")
+
+
 @cli.command("models")
 def models_cmd() -> None:
     """List installed models with their inputs and options."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from sidepath.worker.errors import ConfigError
 
-__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env"]
+__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env", "to_toml", "describe_keys"]
 
 ENV_PREFIX = "SIDEPATH_"
 SECRET_KEYS = {"kafka.sasl_password", "kafka.ssl_key_password"}
@@ -347,3 +347,49 @@ def masked(cfg: Config) -> dict[str, Any]:
     d["kafka"]["consumer"] = {k: ("***" if "password" in k or "secret" in k else v)
                               for k, v in d["kafka"]["consumer"].items()}
     return d
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return json.dumps(str(v))
+
+
+def to_toml(doc: dict[str, Any]) -> str:
+    """The (masked) config dict as TOML, for ``config show --format toml``."""
+    leaves = {key for key, *_ in _fields(Config())}
+    lines: list[str] = []
+
+    def section(d: dict[str, Any], prefix: str) -> None:
+        lines.append(f"[{prefix}]")
+        nested = []
+        for k, v in d.items():
+            if f"{prefix}.{k}" in leaves:
+                lines.append(f"{k} = {_toml_value(v)}")
+            else:
+                nested.append((k, v))
+        lines.append("")
+        for k, v in nested:
+            section(v, f"{prefix}.{k}")
+
+    for k, v in doc.items():
+        section(v, k)
+    return "\n".join(lines)
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, environment variable) for every config key."""
+    out = []
+    for key, owner, name, typ in _fields(Config()):
+        t = getattr(typing.get_origin(typ) or typ, "__name__", str(typ))
+        default = "(secret: env only)" if key in SECRET_KEYS else _toml_value(getattr(owner, name))
+        out.append((key, t, default, env_name(key)))
+    return out

@@ -57,6 +57,8 @@ class _Stats:
     errors: int = 0
     commits: int = 0
     rebalances: int = 0
+    first_take: float | None = None
+    last_done: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -230,6 +232,8 @@ class Engine:
         with self._bytes_lock:
             self.inflight_bytes += inf.nbytes
         self.stats.taken += 1
+        if self.stats.first_take is None:
+            self.stats.first_take = inf.t0
         try:
             inf.request = parse_request(value, source)
         except BadRequest as exc:
@@ -267,6 +271,7 @@ class Engine:
         self.metrics.messages.labels(outcome).inc()
         self.metrics.end_to_end_seconds.observe(time.monotonic() - inf.t0)
         self.stats.done += 1
+        self.stats.last_done = time.monotonic()
         self.stats.errors += outcome == "error"
         self._done_since_commit += 1
 
@@ -372,6 +377,7 @@ class Engine:
         s = self.stats
         return {"taken": s.taken, "done": s.done, "errors": s.errors, "commits": s.commits,
                 "rebalances": s.rebalances, "unfinished": len(self.inflight),
+                "busy_s": round(s.last_done - s.first_take, 3) if s.first_take and s.last_done else None,
                 "fatal": None if self.fatal is None else str(self.fatal)}
 
 

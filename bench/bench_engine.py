@@ -1,0 +1,145 @@
+"""Engine overhead: sidepath (no-op model, tiny inline payloads, Kafka result sink)
+against a raw confluent-kafka loop that consumes, decodes the JSON, produces a
+JSON result and commits -- same broker, same messages, same run.  Also the peak
+RSS of a worker process with a small and a large backlog (bounded by the caps).
+
+    python -m bench.bench_engine [--messages 20000] [--backlog 200000] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from bench.report import machine, markdown_table, write_block
+from sidepath.worker.devkafka import Broker
+from tests.kafka_util import create_topic, produce
+from tests.worker_util import ThreadWorker, worker_config, write_config_file
+
+PAYLOAD = base64.b64encode(b"tiny payload").decode()
+
+
+def requests(n: int, tag: str):
+    for i in range(n):
+        yield {"postid": f"{tag}-{i}", "uid": "u", "seqid": i, "data": PAYLOAD}
+
+
+def raw_loop(bootstrap: str, topic: str, out_topic: str, n: int) -> float:
+    """The baseline: what a hand-written consumer would do, committing every 1000 messages."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{topic}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    c.subscribe([topic])
+    seen, t0 = 0, None
+    while seen < n:
+        for m in c.consume(500, 1.0):
+            if m.error():
+                continue
+            t0 = t0 or time.monotonic()
+            doc = json.loads(m.value())
+            res = {"postid": doc["postid"], "uid": doc["uid"], "seqid": doc["seqid"], "model": "noop",
+                   "msg": "", "results": {"bytes": len(doc["data"])}}
+            while True:
+                try:
+                    p.produce(out_topic, json.dumps(res).encode(), key=str(doc["postid"]).encode())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            seen += 1
+            if seen % 1000 == 0:
+                p.flush()
+                c.commit(asynchronous=False)
+        p.poll(0)
+    p.flush()
+    c.commit(asynchronous=False)
+    elapsed = time.monotonic() - (t0 or time.monotonic())
+    c.close()
+    return n / elapsed
+
+
+def sidepath_loop(bootstrap: str, topic: str, out_topic: str, n: int, tmp: Path) -> float:
+    cfg = worker_config(tmp, bootstrap, topic, **{
+        "sinks.urls": [f"kafka://{bootstrap}/{out_topic}"], "model.name": "noop", "model.max_batch": 256,
+        "engine.commit_interval_s": 1.0, "sinks.batch_size": 1000, "decode.threads": 2})
+    stats = ThreadWorker(cfg, until_end=True).wait(600)
+    assert stats["done"] == n, stats
+    return n / stats["busy_s"]
+
+
+def peak_rss_mb(bootstrap: str, topic: str, tmp: Path, n: int) -> float:
+    """Peak RSS (MiB) of a worker process draining a backlog of ``n`` messages."""
+    cfg = worker_config(tmp, bootstrap, topic, **{
+        "sinks.urls": [f"file://{tmp}/rss-results.jsonl"], "engine.max_inflight_messages": 2000,
+        "engine.max_inflight_bytes": 64 * 1024 * 1024, "kafka.group_id": f"rss-{topic}"})
+    path = write_config_file(tmp / f"rss-{n}.toml", cfg)
+    code = ("import resource,sys;from sidepath.worker.cli import main;sys.argv=['sidepath','--config',%r,"
+            "'run','--until-end'];\ntry: main()\nexcept SystemExit: pass\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % str(path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--backlog", type=int, default=200000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.messages, args.backlog, args.rounds = 5000, 20000, 1
+    logging.basicConfig(level=logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    broker = Broker(tmp / "kafka")
+    broker.format()
+    broker.start()
+    try:
+        b = broker.bootstrap
+        raw, side = [], []
+        for r in range(args.rounds):          # interleaved rounds, fresh topics each
+            for kind in ("raw", "sidepath"):
+                t, out = f"in-{kind}-{r}", f"out-{kind}-{r}"
+                create_topic(b, t, 4)
+                create_topic(b, out, 4)
+                produce(b, t, requests(args.messages, t))
+                if kind == "raw":
+                    raw.append(raw_loop(b, t, out, args.messages))
+                else:
+                    side.append(sidepath_loop(b, t, out, args.messages, tmp))
+        raw_best, side_best = max(raw), max(side)
+        small = max(2000, args.backlog // 10)
+        create_topic(b, "rss-small", 4)
+        produce(b, "rss-small", requests(small, "s"))
+        create_topic(b, "rss-large", 4)
+        produce(b, "rss-large", requests(args.backlog, "l"))
+        rss_small = peak_rss_mb(b, "rss-small", tmp, small)
+        rss_large = peak_rss_mb(b, "rss-large", tmp, args.backlog)
+    finally:
+        broker.stop()
+    rows = [
+        [f"{args.messages} tiny messages, 4 partitions, no-op model, Kafka result sink",
+         f"raw confluent-kafka loop: {raw_best:,.0f} msg/s", f"{side_best:,.0f} msg/s",
+         f"{side_best / raw_best:.2f}x (target >= 0.7x)"],
+        [f"peak RSS of a worker process, backlog {small:,} vs {args.backlog:,} messages",
+         f"{small:,} backlog: {rss_small:,.0f} MiB", f"{args.backlog:,} backlog: {rss_large:,.0f} MiB",
+         f"{rss_large / rss_small:.2f}x (bounded: ~1.0x)"],
+    ]
+    table = markdown_table(["workload", "baseline (same run)", "sidepath", "ratio"], rows)
+    text = f"Measured on {machine()}, best of {args.rounds} interleaved rounds " \
+           f"(`python -m bench.bench_engine{' --quick' if args.quick else ''}`).\n\n{table}"
+    print(text)
+    write_block("benchmarks.md", "engine", text)
+
+
+if __name__ == "__main__":
+    main()
