@@ -138,6 +138,29 @@ def config_keys() -> None:
         click.echo(f"| `{key}` | {typ} | `{default}` | `{env}` |")
 
 
+@cli.command()
+@click.option("--group", help="Consumer group (default kafka.group_id).")
+@click.option("--topic", help="Topic (default kafka.topic).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", type=float, default=0, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@click.pass_context
+def lag(ctx: click.Context, group: str | None, topic: str | None, as_json: bool, watch: float) -> None:
+    """Show the group's committed offsets, end offsets, lag and last commit age."""
+    import time
+
+    from sidepath.worker.lag import format_table, group_lag
+
+    cfg = _load(ctx)
+    while True:
+        text = format_table(group_lag(cfg, group, topic), as_json)
+        if watch:
+            click.clear()
+        click.echo(text)
+        if not watch:
+            return
+        time.sleep(watch)
+
+
 @cli.command("models")
 def models_cmd() -> None:
     """List installed models with their inputs and options."""

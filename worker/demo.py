@@ -7,7 +7,6 @@ and JSONL, and asks Kafka's own consumer-groups tool for the group's lag.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import sys
 from pathlib import Path

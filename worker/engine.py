@@ -25,6 +25,7 @@ from sidepath.sinks.base import SourceRef
 from sidepath.worker.errors import BadRequest, FatalError
 from sidepath.worker.health import Health
 from sidepath.worker.inflight import Completion, Inflight
+from sidepath.worker.lag import commit_metadata
 from sidepath.worker.metrics import Metrics
 from sidepath.worker.offsets import TP, OffsetTracker
 from sidepath.worker.request import parse_request
@@ -196,7 +197,8 @@ class Engine:
     def _poll_once(self) -> None:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
-        n = self.limits.consume_batch
+        # never take more than the caps leave room for (the pause below is the coarse control)
+        n = max(1, min(self.limits.consume_batch, self.limits.max_inflight_messages - len(self.inflight)))
         if self.max_messages:
             n = max(1, min(n, self.max_messages - self.stats.taken))
         msgs = self.consumer.consume(n, 0.1)
@@ -315,7 +317,8 @@ class Engine:
             offsets = {k: v for k, v in offsets.items() if k in only}
         if not offsets:
             return
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        meta = commit_metadata()
+        tps = [TopicPartition(t, p, o, metadata=meta) for (t, p), o in offsets.items()]
         try:
             self.consumer.commit(offsets=tps, asynchronous=asynchronous)
         except KafkaException as exc:

@@ -24,7 +24,7 @@ from sidepath.decoders.base import DecodeSpec
 from sidepath.models.base import Model
 from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink
 from sidepath.worker.batcher import STOP, Batcher
-from sidepath.worker.errors import FatalError, MessageError, ModelError, TransientSinkError
+from sidepath.worker.errors import FatalError, MessageError, ModelError
 from sidepath.worker.inflight import Completion, Inflight, dead_letter, error_result, ok_result
 from sidepath.worker.metrics import Metrics
 
