@@ -41,7 +41,8 @@ class Media:
     timestamps_s: tuple[float, ...] = ()
     audio: np.ndarray | None = None                # (samples,) float32 mono
     sample_rate: int | None = None
-    kind: str = "image"                            # video | image | audio | data
+    kind: str = "image"                            # video | image | audio | data | record
+    raw: bytes | None = None                       # the message itself, for models that need no decoding
     bytes_fetched: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
 

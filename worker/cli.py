@@ -241,6 +241,21 @@ def dev_kafka_tool(name: str, args: tuple[str, ...]) -> None:
     sys.exit(r.returncode)
 
 
+def _register() -> None:
+    from sidepath.worker.cli_jobs import backfill, drain
+
+    cli.add_command(backfill)
+    cli.add_command(drain)
+    try:
+        from sidepath.worker.cli_models import model
+    except ImportError:   # pragma: no cover - the model tools are optional
+        return
+    cli.add_command(model)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="sidepath")
 

@@ -68,12 +68,13 @@ class Engine:
                  decode_stage: DecodeStage, failures: Failures, completions: "queue.Queue[Completion]",
                  metrics: Metrics, limits: EngineLimits, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None,
+                 parse: Callable[[bytes | None, SourceRef], Any] = parse_request) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
         self.metrics, self.limits, self.start = metrics, limits, start
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
-        self.health = health
+        self.health, self.parse = health, parse
         self.tracker = OffsetTracker()
         self.inflight: dict[tuple[str, int, int], Inflight] = {}
         self.inflight_bytes = 0
@@ -237,7 +238,7 @@ class Engine:
         if self.stats.first_take is None:
             self.stats.first_take = inf.t0
         try:
-            inf.request = parse_request(value, source)
+            inf.request = self.parse(value, source)
         except BadRequest as exc:
             self.failures.fail(inf, "parse", exc)
             return

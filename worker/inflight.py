@@ -47,6 +47,7 @@ class Completion:
 
     inflight: Inflight
     ok: bool
+    error: str = ""
 
 
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float]) -> Result:

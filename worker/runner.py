@@ -51,7 +51,8 @@ def _install_signals(engine: Engine, grace_s: float) -> None:
 
 
 def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, max_messages: int = 0,
-               registry: CollectorRegistry | None = None, on_engine: Any = None) -> dict[str, Any]:
+               registry: CollectorRegistry | None = None, on_engine: Any = None,
+               parse: Any = None) -> dict[str, Any]:
     log.info("starting with config %s", masked(cfg))
     metrics = build_metrics(registry)
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
@@ -68,7 +69,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
     try:
         stats = _run(cfg, metrics, health, start=start, until_end=until_end, max_messages=max_messages,
-                     on_engine=on_engine)
+                     on_engine=on_engine, parse=parse)
     finally:
         if server is not None:
             server.stop()
@@ -80,7 +81,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
 
 def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end: bool, max_messages: int,
-         on_engine: Any) -> dict[str, Any]:
+         on_engine: Any, parse: Any) -> dict[str, Any]:
     engine_ref: list[Engine] = []
     fatal_box: list[BaseException] = []
 
@@ -103,7 +104,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=limits, start=start, until_end=until_end, max_messages=max_messages,
-                    is_blocked=pipe.writer.blocked.is_set, health=health)
+                    is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}))
     engine_ref.append(engine)
     pipe.add_bytes = engine.add_bytes
     health.engine = engine

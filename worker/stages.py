@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
-from sidepath.decoders.base import DecodeSpec
+from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import Model
 from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink
 from sidepath.worker.batcher import STOP, Batcher
@@ -90,7 +90,9 @@ class DecodeStage:
         req = inf.request
         assert req is not None
         try:
-            media = self.decode(req.ref, req.kind, self.spec)
+            # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
+            media = self.decode(req.ref, req.kind, self.spec) if self.spec.frames or self.spec.audio \
+                else Media(kind=req.kind, raw=inf.value)
         except MessageError as exc:
             self.failures.fail(inf, exc.stage, exc)
             return
@@ -287,4 +289,4 @@ class SinkWriter(threading.Thread):
         self.metrics.stage_seconds.labels("sink").observe(time.monotonic() - t0)
         for o in batch:
             self.metrics.results.labels(o.result.model, "ok" if o.result.ok else "error").inc()
-            self.completions.put(Completion(o.inflight, o.result.ok))
+            self.completions.put(Completion(o.inflight, o.result.ok, o.result.msg))

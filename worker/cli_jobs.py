@@ -1,0 +1,92 @@
+"""Finite jobs: `sidepath backfill` and `sidepath drain` (same engine, a stream that ends)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sidepath.worker.errors import ConfigError
+
+__all__ = ["backfill", "drain"]
+
+
+@click.command()
+@click.option("--input", "input_path", type=click.Path(exists=True, path_type=Path),
+              help="A JSONL or CSV file of requests, or a directory of media files.")
+@click.option("--from-sql", "sql_url", metavar="URL", help="SQLAlchemy URL of the database to read items from.")
+@click.option("--query", help="SQL returning postid, uid, seqid and a video/image/audio/data column.")
+@click.option("--where", help="Filter: a SQL condition for --from-sql, field=value for files.")
+@click.option("--limit", type=int, default=0, help="Process at most this many items (0 = all).")
+@click.option("--overwrite", is_flag=True, help="Redo items already in the destination.")
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="File recording finished keys (for sinks that cannot be queried, e.g. JSONL).")
+@click.option("--sink", "sinks", multiple=True, help="Destination sink URL(s); default sinks.urls.")
+@click.option("--model", "model_name", help="Override model.name.")
+@click.option("--via-kafka", "via_topic", metavar="TOPIC",
+              help="Do not process here: produce the items to TOPIC for a worker fleet.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.pass_context
+def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, query: str | None,
+             where: str | None, limit: int, overwrite: bool, checkpoint: Path | None, sinks: tuple[str, ...],
+             model_name: str | None, via_topic: str | None, progress: bool | None) -> None:
+    """Run the model over existing items to (re)fill a results table; resumable."""
+    from sidepath.worker.backfill import rows_from_dir, rows_from_file, rows_from_sql, run_backfill
+    from sidepath.worker.cli import _load
+
+    overrides: dict[str, Any] = {}
+    if sinks:
+        overrides["sinks.urls"] = list(sinks)
+    if model_name:
+        overrides["model.name"] = model_name
+    cfg = _load(ctx, overrides)
+    if bool(input_path) == bool(sql_url):
+        raise ConfigError("--input/--from-sql", input_path or sql_url, "give exactly one of --input or --from-sql")
+    if sql_url and not query:
+        raise ConfigError("--query", None, "--from-sql needs --query 'SELECT postid, uid, seqid, video FROM ...'")
+    if sql_url:
+        rows, name = rows_from_sql(sql_url, query or "", where), "sql"
+        where = None
+    elif input_path and input_path.is_dir():
+        rows, name = rows_from_dir(input_path), input_path.name
+        cfg.decode.file_roots = [*cfg.decode.file_roots, str(input_path.resolve())]
+    else:
+        assert input_path is not None
+        rows, name = rows_from_file(input_path), input_path.stem
+    if via_topic:
+        from sidepath.worker.backfill import _limited, _where_filter
+        from sidepath.worker.produce import produce_requests
+
+        cfg.kafka.topic = via_topic
+        n = produce_requests(cfg, _limited(_where_filter(rows, where), limit))
+        click.echo(f"produced {n} items to {via_topic}; run workers on it (sidepath run --until-end)")
+        return
+    summary = run_backfill(cfg, rows, name=name, limit=limit, where=where, overwrite=overwrite,
+                           checkpoint=checkpoint, progress=progress)
+    click.echo(summary.line())
+    sys.exit(1 if summary.failed else 0)
+
+
+@click.command()
+@click.option("--topic", required=True, help="The topic to copy (e.g. on the 1-day-retention test cluster).")
+@click.option("--sink", "sinks", multiple=True, help="Durable sink URL(s) (SQL or JSONL); default sinks.urls.")
+@click.option("--group", help="The drain's own consumer group (default <service>-drain-<topic>).")
+@click.option("--warn-hours", type=float, default=6.0, show_default=True,
+              help="Warn when the oldest unread record expires within this many hours.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def drain(ctx: click.Context, topic: str, sinks: tuple[str, ...], group: str | None, warn_hours: float,
+          as_json: bool) -> None:
+    """Copy a topic into a durable sink, idempotently and resumably, until its current end."""
+    from sidepath.worker.cli import _load
+    from sidepath.worker.drain import run_drain
+
+    cfg = _load(ctx)
+    stats = run_drain(cfg, topic=topic, sinks=list(sinks), group=group, warn_within_s=warn_hours * 3600)
+    if as_json:
+        click.echo(json.dumps(stats))
+    else:
+        click.echo(f"drained {stats['done']} records from {topic} ({stats['errors']} errors)")
+    sys.exit(0 if stats.get("fatal") is None else 1)
