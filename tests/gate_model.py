@@ -1,0 +1,38 @@
+"""A test-only model that blocks while a gate file exists (a hung model, on demand).
+
+Used by name: ``model.name = "tests.gate_model:GateModel"``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from sidepath.decoders.base import DecodeSpec, Media
+from sidepath.models.base import ModelBase
+
+
+class GateModel(ModelBase):
+    name = "gate"
+    version = "1"
+    input_kind = "record"
+    batch_unit = "clip"
+    options = {"gate": ("", "predict blocks while this file exists")}
+
+    def decode_spec(self) -> DecodeSpec:
+        return DecodeSpec(frames=False, audio=False)
+
+    def warmup(self) -> None:
+        """Nothing to warm up."""
+
+    def prepare(self, media: Media) -> int:
+        return len(media.raw or b"")
+
+    def units(self, prepared: Any) -> int:
+        return 1
+
+    def predict(self, batch: Sequence[int]) -> list[dict[str, Any]]:
+        gate = Path(self.opts["gate"]) if self.opts["gate"] else None
+        while gate is not None and gate.exists():
+            time.sleep(0.05)
+        return [{"bytes": n} for n in batch]
