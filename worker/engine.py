@@ -89,6 +89,7 @@ class Engine:
         self._last_commit = time.monotonic()
         self.last_poll = time.time()
         self.assigned_once = False
+        self.closing = False
         self.stats = _Stats()
 
     # ---- called from other threads -------------------------------------------------
@@ -150,7 +151,9 @@ class Engine:
         self.stats.rebalances += 1
         self.metrics.rebalances.labels("revoke").inc()
         keys = [(p.topic, p.partition) for p in partitions]
-        deadline = time.monotonic() + self.limits.revoke_budget_s
+        # while shutting down the grace period has been spent already: commit what is done, no more waiting
+        budget = 0.0 if self.closing else self.limits.revoke_budget_s
+        deadline = time.monotonic() + budget
         while any(self.tracker.pending(k) for k in keys) and time.monotonic() < deadline and self.fatal is None:
             self._drain_completions(timeout_s=0.05)
         self._commit(asynchronous=False, only=keys)
@@ -372,6 +375,7 @@ class Engine:
         self._close_consumer()
 
     def _close_consumer(self) -> None:
+        self.closing = True
         try:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:

@@ -73,14 +73,14 @@ def test_sigterm_during_a_batch_exits_0_and_restart_leaves_no_gap(tmp_path, kafk
     n = 60
     produce(kafka_bootstrap, topic, _requests(n))
     cfg = worker_config(tmp_path, kafka_bootstrap, topic, **_noop(batch_ms=1500), **{
-        "model.max_batch": 10, "engine.shutdown_grace_s": 20.0})
+        "model.max_batch": 10, "engine.shutdown_grace_s": 3.0})
     path = write_config_file(tmp_path / "w.toml", cfg)
     proc = start_worker_process(path, log_path=tmp_path / "w.log")
     wait_for(lambda: len(jsonl_results(tmp_path / "results.jsonl")) >= 10, 90, what="first batch")
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)                  # a batch is in predict() now
-    assert proc.wait(40) == 0, (tmp_path / "w.log").read_text()[-3000:]
-    assert time.monotonic() - t0 < cfg.engine.shutdown_grace_s + 5
+    assert proc.wait(60) == 0, (tmp_path / "w.log").read_text()[-3000:]
+    # it stopped at the end of the grace period, not when all the work was done (6 x 1.5 s > 3 s)
+    assert "stopping with" in (tmp_path / "w.log").read_text()
     done_before = {r["postid"] for r in jsonl_results(tmp_path / "results.jsonl")}
     assert 0 < len(done_before) < n
 
