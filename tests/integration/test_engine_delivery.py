@@ -41,14 +41,17 @@ def test_three_workers_one_late_one_stopped_every_input_once(tmp_path, kafka_boo
     cfg = worker_config(tmp_path, kafka_bootstrap, topic, **_noop(item_ms=15), **{
         "sinks.urls": [f"sqlite:///{tmp_path}/results.db"], "model.max_batch": 8,
         "engine.max_inflight_messages": 40})
-    path = write_config_file(tmp_path / "w.toml", cfg)
+    paths = []
+    for i in range(3):                                # JSONL files are one writer's each: own DLQ file
+        cfg.sinks.dead_letter = f"file://{tmp_path}/dead-letters-{i}.jsonl"
+        paths.append(write_config_file(tmp_path / f"w{i}.toml", cfg))
     db = tmp_path / "results.db"
     logs = [tmp_path / f"w{i}.log" for i in range(3)]
-    w1 = start_worker_process(path, log_path=logs[0])
-    w2 = start_worker_process(path, log_path=logs[1])
+    w1 = start_worker_process(paths[0], log_path=logs[0])
+    w2 = start_worker_process(paths[1], log_path=logs[1])
     try:
         wait_for(lambda: _row_count(db) > 150, 120, what="first results")
-        w3 = start_worker_process(path, log_path=logs[2])             # joins late
+        w3 = start_worker_process(paths[2], log_path=logs[2])         # joins late
         wait_for(lambda: _row_count(db) > 450, 120, what="more results")
         w1.send_signal(signal.SIGTERM)                                  # leaves mid-stream
         assert w1.wait(60) == 0
