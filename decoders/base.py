@@ -41,10 +41,12 @@ class Media:
     timestamps_s: tuple[float, ...] = ()
     audio: np.ndarray | None = None                # (samples,) float32 mono
     sample_rate: int | None = None
-    kind: str = "image"                            # video | image | audio | data | record
+    kind: str = "image"                            # video | image | audio ("data" resolves to one) | record
     raw: bytes | None = None                       # the message itself, for models that need no decoding
     bytes_fetched: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None                # of the whole media, when known
+    notes: tuple[str, ...] = ()                    # e.g. "decoding stopped early: ..." (truncated file)
 
     @property
     def nbytes(self) -> int:

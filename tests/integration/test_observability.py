@@ -25,6 +25,8 @@ def _get(port: int, path: str) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except urllib.error.URLError:            # not listening yet
+        return 0, ""
 
 
 def _scrape(port: int, name: str) -> dict[int, float]:
