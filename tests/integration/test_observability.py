@@ -113,8 +113,12 @@ def test_promtool_check_metrics_is_clean_on_a_live_scrape(tmp_path, kafka_bootst
     produce(kafka_bootstrap, topic, _reqs(5, "m"))
     w = ThreadWorker(cfg)
     try:
-        wait_for(lambda: not math.isnan(w.metric("sidepath_consumer_lag_messages", {
-            "topic": topic, "partition": "0", "group": cfg.kafka.group_id}) or math.nan), 60, what="lag metric")
+        labels = {"topic": topic, "partition": "0", "group": cfg.kafka.group_id}
+
+        def lag_known() -> bool:
+            v = w.metric("sidepath_consumer_lag_messages", labels)
+            return v is not None and not math.isnan(v)
+        wait_for(lag_known, 60, what="lag metric")
         body = _get(port, "/metrics")[1]
     finally:
         w.stop()
