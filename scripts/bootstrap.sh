@@ -16,6 +16,13 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: 
 need java "install a Java 17 JDK (Debian: apt-get install openjdk-17-jre-headless)"
 need mvn "install Maven (Debian: apt-get install maven)"
 
+# run a command quietly; show its output only when it fails
+quiet() {
+  local log; log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; echo "error: failed: $*" >&2; exit 1; fi
+  rm -f "$log"
+}
+
 EXTRAS=postgres
 if [ "${1:-}" = "--test" ]; then EXTRAS=test,postgres,mysql; fi
 HASH=$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
@@ -24,12 +31,12 @@ STAMP="$VENV/.sidepath-$EXTRAS"
 if [ ! -f "$STAMP" ]; then
   echo ">> creating $VENV (dependencies changed or first run; torch is large, pip's cache makes repeats cheap)" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade "pip>=24" setuptools wheel >&2
-  "$VENV/bin/pip" install -q -e ".[$EXTRAS]" >&2
+  quiet "$VENV/bin/pip" install --upgrade "pip>=24" setuptools wheel
+  quiet "$VENV/bin/pip" install -e ".[$EXTRAS]"
   touch "$STAMP"
 else
   # always re-point the editable install at this clone (cheap, no deps)
-  "$VENV/bin/pip" install -q --no-deps -e . >&2
+  quiet "$VENV/bin/pip" install --no-deps -e .
 fi
 
 "$VENV/bin/sidepath" dev kafka fetch >&2
@@ -38,13 +45,15 @@ if [ "${1:-}" = "--test" ]; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo ">> installing ${missing[*]} from Debian's packages" >&2
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     # the Debian packages start system services; the tests run their own
-    $SUDO systemctl stop postgresql prometheus >/dev/null 2>&1 || true
+    $SUDO systemctl stop postgresql prometheus mariadb >/dev/null 2>&1 || true
+    $SUDO pkill -x mariadbd >/dev/null 2>&1 || true
     $SUDO pkill -x prometheus >/dev/null 2>&1 || true
   fi
 fi

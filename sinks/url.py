@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, NoReturn
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from sidepath.worker.config import mask_url
 from sidepath.worker.errors import ConfigError
@@ -30,12 +30,8 @@ def scheme_of(url: str) -> str:
 
 def split_query(url: str) -> tuple[str, list[tuple[str, str]]]:
     """``(url without its query string, [(name, value), ...])``."""
-    parts = urlsplit(url)
-    base = parts._replace(query="", fragment="").geturl()
-    # urlsplit drops the '//' of an empty authority ("sqlite:///x" -> "sqlite:/x"); keep it
-    if "://" in url and "://" not in base:
-        base = base.replace(":", "://", 1)
-    return base, parse_qsl(parts.query, keep_blank_values=True)
+    base, _, query = url.partition("?")
+    return base, parse_qsl(query.partition("#")[0], keep_blank_values=True)
 
 
 def parse_bytes(text: str) -> int:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from sidepath.decoders.base import DecodeSpec
-from sidepath.worker.config import Config, expand_env, mask_url
+from sidepath.worker.config import Config, mask_url
 from sidepath.worker.errors import ConfigError
 from sidepath.worker.inflight import Inflight
 from sidepath.worker.metrics import Metrics
@@ -58,8 +58,8 @@ class Pipeline:
 
         t0 = time.monotonic()
         self.metrics = metrics
-        self.sinks = [open_sink(expand_env(u)) for u in cfg.sinks.urls]
-        self.dlq = open_dead_letter_sink(expand_env(cfg.sinks.dead_letter))
+        self.sinks = [open_sink(u) for u in cfg.sinks.urls]   # open_sink fills ${VAR} (URL-encoded)
+        self.dlq = open_dead_letter_sink(cfg.sinks.dead_letter)
         log.info("sinks: %s; dead letters: %s", ", ".join(mask_url(u) for u in cfg.sinks.urls),
                  mask_url(cfg.sinks.dead_letter))
         self.device = pick_device(cfg.model.device)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_after_delay, wait_random_exponential
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import Model
@@ -254,7 +254,7 @@ class SinkWriter(threading.Thread):
                         _one_line(state.outcome.exception()), state.next_action.sleep)
 
         try:
-            for attempt in Retrying(retry=retry_if_exception_type(Exception),
+            for attempt in Retrying(retry=retry_if_not_exception_type(FatalError),   # bad password: no retry
                                     wait=wait_random_exponential(multiplier=0.5, max=10),
                                     stop=stop_after_delay(self.retry_deadline_s),
                                     before_sleep=before_sleep, reraise=False):

@@ -1,0 +1,149 @@
+"""Produce with an idempotent producer and track each message until the broker answers.
+
+``BatchProducer.submit(message)`` hands one message to librdkafka and returns a
+``Delivery`` that fills in when its delivery report arrives (``error`` None =
+acknowledged with acks=all).  ``wait(deliveries, timeout_s)`` flushes until
+they all have reports or the time is up.  A message without a report stays
+queued inside librdkafka, which keeps retrying it under the idempotent
+producer's sequence numbers: when the broker comes back it is written once,
+never twice.  That is why the sinks, retrying a batch, wait on the ``Delivery``
+of a message still queued instead of producing it again.
+
+``verdict(error)`` sorts a failed report:
+
+    reject     this message can never be written (too large for the topic, a
+               record the broker refuses); librdkafka sends messages in batches
+               and the broker refuses a whole batch for one oversized member,
+               so the caller retries each refused message alone first
+    fatal      the producer or its credentials are unusable (authorisation,
+               unknown topic, a fatal idempotence error)
+    transient  everything else: the broker is away, leaders move, time ran out
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+__all__ = ["OutMessage", "Delivery", "BatchProducer", "verdict", "describe", "Verdict"]
+
+log = logging.getLogger(__name__)
+
+Verdict = Literal["reject", "fatal", "transient"]
+
+_REJECT = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+           KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_TIMESTAMP, KafkaError.POLICY_VIOLATION}
+_FATAL = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+          KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION,
+          KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._INVALID_ARG,
+          KafkaError._FATAL, KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+          KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT}
+_REPEAT_LOG_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutMessage:
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class Delivery:
+    """The fate of one produced message: pending until ``done``."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: KafkaError | None = None
+
+    def report(self, error: KafkaError | None, _msg: Any = None) -> None:
+        self.error, self.done = error, True
+
+    @property
+    def ok(self) -> bool:
+        return self.done and self.error is None
+
+
+def verdict(error: KafkaError) -> Verdict:
+    if error.fatal() or error.code() in _FATAL:
+        return "fatal"
+    if error.code() in _REJECT:
+        return "reject"
+    return "transient"
+
+
+def describe(error: KafkaError, topic: str) -> str:
+    """One line a user can act on."""
+    code, text = error.code(), f"{error.name()}: {error.str()}"
+    if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+        return f"topic {topic!r} does not exist ({text}); create it or enable auto-creation on the broker"
+    if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+        return f"not allowed to write to topic {topic!r} ({text}); grant WRITE (and IDEMPOTENT_WRITE) ACLs"
+    if code in (KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION):
+        return f"Kafka refused the credentials ({text}); check the user and the password variable"
+    if code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE):
+        return f"message too large for topic {topic!r} ({text}); raise the topic's max.message.bytes " \
+               "or make the results smaller"
+    return text
+
+
+class BatchProducer:
+    """An idempotent producer for one topic, driven from one thread."""
+
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
+        self.topic = topic
+        self._fatal: KafkaError | None = None
+        self._last_logged: dict[int, float] = {}
+        # librdkafka's own log lines go through logging (never raw stderr); error_cb reports the errors,
+        # so only its critical lines are kept
+        self._producer = Producer({"log_level": 2, **config, "error_cb": self._on_error,
+                                   "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+
+    @property
+    def fatal_error(self) -> KafkaError | None:
+        return self._fatal
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = error
+            log.error("Kafka producer for %s failed for good: %s", self.topic, error.str())
+            return
+        # broker away: librdkafka reconnects by itself and reports every attempt; say it once in a while
+        now = time.monotonic()
+        if now - self._last_logged.get(error.code(), -_REPEAT_LOG_S) >= _REPEAT_LOG_S:
+            self._last_logged[error.code()] = now
+            log.warning("Kafka producer for %s: %s", self.topic, error.str())
+        else:
+            log.debug("Kafka producer for %s: %s", self.topic, error.str())
+
+    def submit(self, m: OutMessage) -> Delivery:
+        d = Delivery()
+        while True:
+            try:
+                self._producer.produce(self.topic, m.value, m.key, headers=list(m.headers), on_delivery=d.report)
+                return d
+            except BufferError:                # local queue full: serve reports to drain it
+                self._producer.poll(0.1)
+            except KafkaException as exc:      # refused before sending (too large, unknown topic ...)
+                d.report(exc.args[0])
+                return d
+
+    def wait(self, deliveries: Sequence[Delivery], timeout_s: float) -> None:
+        """Serve delivery reports until every one of ``deliveries`` is done or time is up."""
+        deadline = time.monotonic() + timeout_s
+        while not all(d.done for d in deliveries):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._producer.flush(min(left, 1.0))
+
+    def close(self, timeout_s: float) -> int:
+        """Flush what is queued; return how many messages were never acknowledged."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            log.warning("Kafka producer for %s closed with %d unacknowledged message(s)", self.topic, left)
+        return int(left)
