@@ -61,7 +61,8 @@ def raw_loop(bootstrap: str, topic: str, out_topic: str, n: int) -> float:
                 c.commit(asynchronous=False)
         p.poll(0)
     p.flush()
-    c.commit(asynchronous=False)
+    if seen % 1000:
+        c.commit(asynchronous=False)
     elapsed = time.monotonic() - (t0 or time.monotonic())
     c.close()
     return n / elapsed
@@ -70,6 +71,7 @@ def raw_loop(bootstrap: str, topic: str, out_topic: str, n: int) -> float:
 def sidepath_loop(bootstrap: str, topic: str, out_topic: str, n: int, tmp: Path) -> float:
     cfg = worker_config(tmp, bootstrap, topic, **{
         "sinks.urls": [f"kafka://{bootstrap}/{out_topic}"], "model.name": "noop", "model.max_batch": 256,
+        "model.options": {"frames": False},
         "engine.commit_interval_s": 1.0, "sinks.batch_size": 1000, "decode.threads": 2})
     stats = ThreadWorker(cfg, until_end=True).wait(600)
     assert stats["done"] == n, stats
@@ -80,6 +82,7 @@ def peak_rss_mb(bootstrap: str, topic: str, tmp: Path, n: int) -> float:
     """Peak RSS (MiB) of a worker process draining a backlog of ``n`` messages."""
     cfg = worker_config(tmp, bootstrap, topic, **{
         "sinks.urls": [f"file://{tmp}/rss-results.jsonl"], "engine.max_inflight_messages": 2000,
+        "model.name": "noop", "model.options": {"frames": False},
         "engine.max_inflight_bytes": 64 * 1024 * 1024, "kafka.group_id": f"rss-{topic}"})
     path = write_config_file(tmp / f"rss-{n}.toml", cfg)
     code = ("import resource,sys;from sidepath.worker.cli import main;sys.argv=['sidepath','--config',%r,"

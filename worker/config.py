@@ -86,7 +86,7 @@ class SinksConfig:
     urls: list[str] = field(default_factory=lambda: ["file://./var/results.jsonl", "sqlite:///./var/results.db"])
     dead_letter: str = "file://./var/dead-letters.jsonl"
     batch_size: int = 200
-    batch_wait_ms: int = 50
+    batch_wait_ms: int = 0        # 0: write whatever is queued as soon as the last write is done
     retry_deadline_s: float = 600.0
 
 
@@ -99,6 +99,7 @@ class EngineConfig:
     commit_every: int = 1000
     shutdown_grace_s: float = 25.0
     revoke_budget_s: float = 10.0
+    pause_after_s: float = 1.0
 
 
 @dataclass

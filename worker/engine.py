@@ -48,6 +48,7 @@ class EngineLimits:
     commit_every: int = 1000
     shutdown_grace_s: float = 25.0
     revoke_budget_s: float = 10.0
+    pause_after_s: float = 1.0
     consume_batch: int = 500
 
 
@@ -80,10 +81,13 @@ class Engine:
         self.inflight_bytes = 0
         self._bytes_lock = threading.Lock()
         self.paused = False
+        self._over = False                  # a cap is reached: take nothing until below it
+        self._over_since = 0.0
         self.stop_event = threading.Event()
         self.fatal: BaseException | None = None
         self.end_offsets: dict[TP, int] = {}
         self.low_offsets: dict[TP, int] = {}
+        self.start_offsets: dict[TP, int] = {}     # where a fresh partition starts (until_end)
         self._seen_partitions: set[TP] = set()
         self._done_since_commit = 0
         self._last_commit = time.monotonic()
@@ -124,9 +128,14 @@ class Engine:
             self._apply_start(fresh)
         if self.until_end:
             for p in fresh:
+                key = (p.topic, p.partition)
                 lo, hi = consumer.get_watermark_offsets(p, timeout=10)
-                self.end_offsets[(p.topic, p.partition)] = hi
-                self.low_offsets[(p.topic, p.partition)] = lo
+                self.end_offsets[key] = hi
+                self.low_offsets[key] = lo
+                # until the first fetch the position is unknown: a replay starts at the start offset
+                # it asked for, not at the committed one (which may already be at the end)
+                start = p.offset if self.start is not None else committed.get(key)
+                self.start_offsets[key] = lo if start == OFFSET_BEGINNING else (start if start is not None else -1)
         self._seen_partitions.update((p.topic, p.partition) for p in partitions)
         consumer.incremental_assign(partitions)
         if self.paused:
@@ -201,14 +210,19 @@ class Engine:
     def _poll_once(self) -> None:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
-        # never take more than the caps leave room for (the pause below is the coarse control)
-        n = max(1, min(self.limits.consume_batch, self.limits.max_inflight_messages - len(self.inflight)))
-        if self.max_messages:
-            n = max(1, min(n, self.max_messages - self.stats.taken))
-        msgs = self.consumer.consume(n, 0.1)
-        for m in msgs:
-            self._take(m)
-        self._drain_completions(timeout_s=0.0 if msgs else 0.02)
+        if self._over and not self.paused:
+            # at a cap: wait for completions rather than take more; pausing (which makes librdkafka
+            # drop its prefetched messages and refetch later) only when this lasts -- see _backpressure
+            self._drain_completions(timeout_s=0.05)
+        else:
+            # never take more than the caps leave room for
+            n = max(1, min(self.limits.consume_batch, self.limits.max_inflight_messages - len(self.inflight)))
+            if self.max_messages:
+                n = max(1, min(n, self.max_messages - self.stats.taken))
+            msgs = self.consumer.consume(n, 0.1)
+            for m in msgs:
+                self._take(m)
+            self._drain_completions(timeout_s=0.0 if msgs else 0.02)
         self._backpressure()
         if (self._done_since_commit >= self.limits.commit_every
                 or time.monotonic() - self._last_commit >= self.limits.commit_interval_s):
@@ -228,6 +242,8 @@ class Engine:
         key = (m.topic(), m.partition())
         if not self.tracker.owns(key):          # fetched before a revoke: the next owner has it
             return
+        if self.until_end and m.offset() >= self.end_offsets.get(key, m.offset() + 1):
+            return                              # produced after the start: left for the next run
         source = SourceRef(m.topic(), m.partition(), m.offset())
         epoch = self.tracker.add(key, m.offset())
         ts_type, ts = m.timestamp()
@@ -286,16 +302,26 @@ class Engine:
             self.inflight_bytes -= inf.nbytes
 
     def _backpressure(self) -> None:
+        """Caps on in-flight messages and bytes, with hysteresis.
+
+        Over a cap, the poll loop stops taking messages; if that lasts ``pause_after_s`` (or a sink
+        is being retried) every assigned partition is paused, so that ``consume()`` can keep the
+        group membership alive without fetching.  Below ``resume_fraction`` of the caps they resume.
+        """
         n, b = len(self.inflight), self.inflight_bytes
         lim = self.limits
         self.metrics.inflight_messages.set(n)
         self.metrics.inflight_bytes.set(b)
-        over = n >= lim.max_inflight_messages or b >= lim.max_inflight_bytes or self.is_blocked() \
-            or (self.max_messages and self.stats.taken >= self.max_messages)
+        limit_reached = bool(self.max_messages and self.stats.taken >= self.max_messages)
+        blocked = self.is_blocked()
+        over = n >= lim.max_inflight_messages or b >= lim.max_inflight_bytes or blocked or limit_reached
         under = n <= lim.max_inflight_messages * lim.resume_fraction and \
-            b <= lim.max_inflight_bytes * lim.resume_fraction and not self.is_blocked() \
-            and not (self.max_messages and self.stats.taken >= self.max_messages)
-        if over and not self.paused:
+            b <= lim.max_inflight_bytes * lim.resume_fraction and not blocked and not limit_reached
+        now = time.monotonic()
+        if over and not self._over:
+            self._over_since = now
+        self._over = over or (self.paused and not under)
+        if over and not self.paused and (blocked or now - self._over_since >= lim.pause_after_s):
             self.consumer.pause(self.consumer.assignment())
             self.paused = True
             self.metrics.paused.set(1)
@@ -303,14 +329,19 @@ class Engine:
         elif self.paused and under:
             self.consumer.resume(self.consumer.assignment())
             self.paused = False
+            self._over = False
             self.metrics.paused.set(0)
 
     def _positions(self, keys: list[TP]) -> dict[TP, int]:
         try:
-            return {(p.topic, p.partition): p.offset
-                    for p in self.consumer.position([TopicPartition(t, q) for t, q in keys])}
+            pos = {(p.topic, p.partition): p.offset
+                   for p in self.consumer.position([TopicPartition(t, q) for t, q in keys])}
         except KafkaException:
             return {}
+        if self.until_end:      # records fetched past the end were not taken: never commit past them
+            pos = {k: min(v, self.end_offsets[k]) if v >= 0 and k in self.end_offsets else v
+                   for k, v in pos.items()}
+        return pos
 
     def _commit(self, *, asynchronous: bool, only: list[TP] | None = None) -> None:
         self._last_commit = time.monotonic()
@@ -337,9 +368,12 @@ class Engine:
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """librdkafka's commit callback (async commits): count failures."""
-        if err is not None:
+        failed = [p for p in partitions if err is not None or p.error is not None]
+        if failed:
             self.metrics.commit_failures.inc()
-            log.warning("async commit failed: %s", err)
+            log.warning("async commit failed (%s); committing again next round", err or failed[0].error)
+        for p in failed:   # e.g. ILLEGAL_GENERATION during a rebalance: never leave it uncommitted
+            self.tracker.commit_failed((p.topic, p.partition), p.offset)
 
     def _finished(self) -> bool:
         if self.max_messages and self.stats.taken >= self.max_messages and not self.inflight:
@@ -352,7 +386,7 @@ class Engine:
             end = self.end_offsets.get(k, 0)
             at = pos.get(k, -1)
             if at < 0:
-                at = self.tracker.committed(k) or -1
+                at = self.start_offsets.get(k, -1)
             if at < end and self.low_offsets.get(k, 0) < end:
                 return False
         return True

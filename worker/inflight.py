@@ -50,10 +50,11 @@ class Completion:
     error: str = ""
 
 
-def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float]) -> Result:
+def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],
+              processed_at: str) -> Result:
     postid, uid, seqid = inf.ids()
     return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source,
-                  timings_ms, extra=inf.request.extra if inf.request else {})
+                  timings_ms, processed_at, extra=inf.request.extra if inf.request else {})
 
 
 def error_result(inf: Inflight, model_name: str, model_version: str, stage: str, msg: str) -> Result:

@@ -38,7 +38,9 @@ def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
         "max.poll.interval.ms": k.max_poll_interval_ms,
         # bound the client's prefetch so a backlog cannot exhaust memory
         "queued.max.messages.kbytes": 8192,
-        "queued.min.messages": 2000,
+        "queued.min.messages": 20000,
+        # librdkafka waits this long before refetching once its queue is full (default 1 s stalls us)
+        "fetch.queue.backoff.ms": 20,
         "fetch.max.bytes": 8 * 1024 * 1024,
         "max.partition.fetch.bytes": 1024 * 1024,
         **security_config(cfg),

@@ -111,6 +111,12 @@ class OffsetTracker:
         if part is not None and (part.committed is None or offset > part.committed):
             part.committed = offset
 
+    def commit_failed(self, tp: TP, offset: int) -> None:
+        """An async commit of ``offset`` failed: forget it so the next round commits again."""
+        part = self._parts.get(tp)
+        if part is not None and part.committed == offset:
+            part.committed = None
+
     def committed(self, tp: TP) -> int | None:
         part = self._parts.get(tp)
         return part.committed if part else None

@@ -104,7 +104,7 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop the stages (work still queued is dropped: its offsets were not committed)."""
-        self.decode_stage.close(wait=False)
+        self.decode_stage.close()
         for r in self.runners:
             r.q.put(STOP)
         self.out_q.put(STOP)

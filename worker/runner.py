@@ -100,7 +100,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     limits = EngineLimits(max_inflight_messages=e.max_inflight_messages, max_inflight_bytes=e.max_inflight_bytes,
                           resume_fraction=e.resume_fraction, commit_interval_s=e.commit_interval_s,
                           commit_every=e.commit_every, shutdown_grace_s=e.shutdown_grace_s,
-                          revoke_budget_s=e.revoke_budget_s)
+                          revoke_budget_s=e.revoke_budget_s, pause_after_s=e.pause_after_s)
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=limits, start=start, until_end=until_end, max_messages=max_messages,

@@ -22,7 +22,7 @@ from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_aft
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import Model
-from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink
+from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink, utc_now
 from sidepath.worker.batcher import STOP, Batcher
 from sidepath.worker.errors import FatalError, MessageError, ModelError
 from sidepath.worker.inflight import Completion, Inflight, dead_letter, error_result, ok_result
@@ -72,27 +72,48 @@ class Failures:
 
 
 class DecodeStage:
-    """Fetch + decode once per message, then each model's ``prepare``; a bounded thread pool."""
+    """Fetch + decode once per message, then each model's ``prepare``, on ``threads`` threads.
+
+    Plain threads over a queue rather than an executor: a Future per message costs more than
+    the whole no-op pipeline.  Models that need neither frames nor audio (no-op, record copy)
+    are prepared inline on the caller's thread: there is nothing to overlap.
+    """
 
     def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Any],
                  threads: int, model_queues: dict[str, "queue.Queue[Any]"], failures: Failures,
                  metrics: Metrics, add_bytes: Callable[[Inflight, int], None]) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.models, self.spec, self.decode = models, spec, decode
         self.model_queues, self.failures, self.metrics, self.add_bytes = model_queues, failures, metrics, add_bytes
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
+        self.inline = not (spec.frames or spec.audio)
+        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threads = [] if self.inline else [
+            threading.Thread(target=self._loop, name=f"decode-{i}", daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
 
     def submit(self, inf: Inflight) -> None:
-        self.pool.submit(self._run, inf)
+        if self.inline:
+            self._run(inf)
+        else:
+            self.q.put(inf)
+
+    def _loop(self) -> None:
+        while True:
+            inf = self.q.get()
+            if inf is STOP:
+                return
+            try:
+                self._run(inf)
+            except BaseException:  # noqa: BLE001 - _run dead-letters; this is a last resort
+                log.exception("decode thread failure")
 
     def _run(self, inf: Inflight) -> None:
         req = inf.request
         assert req is not None
         try:
             # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
-            media = self.decode(req.ref, req.kind, self.spec) if self.spec.frames or self.spec.audio \
-                else Media(kind=req.kind, raw=inf.value)
+            media = Media(kind=req.kind, raw=inf.value) if self.inline \
+                else self.decode(req.ref, req.kind, self.spec)
         except MessageError as exc:
             self.failures.fail(inf, exc.stage, exc)
             return
@@ -116,8 +137,10 @@ class DecodeStage:
                 continue
             self.model_queues[model.name].put(Work(inf, prepared, model.units(prepared)))
 
-    def close(self, wait: bool = True) -> None:
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+    def close(self) -> None:
+        """Stop the threads; messages still queued are dropped (their offsets are not committed)."""
+        for _ in self.threads:
+            self.q.put(STOP)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -160,13 +183,17 @@ class ModelRunner(threading.Thread):
         outcomes = self._predict(batch)
         infer_ms = (time.monotonic() - t0) * 1000 / max(1, len(batch))
         self.metrics.stage_seconds.labels("infer").observe(infer_ms / 1000)
+        now = utc_now()          # one timestamp per batch: formatting it per item shows in profiles
+        done: list[Outgoing] = []
         for work, out in outcomes:
             if isinstance(out, BaseException):
                 stage = out.stage if isinstance(out, MessageError) else "infer"
                 self.failures.fail(work.inflight, stage, out, models=[self.model])
             else:
                 timings = {**work.inflight.timings_ms, "infer": round(infer_ms, 3)}
-                self.out.put(Outgoing(work.inflight, ok_result(work.inflight, self.model, out, timings)))
+                done.append(Outgoing(work.inflight, ok_result(work.inflight, self.model, out, timings, now)))
+        if done:
+            self.out.put(done)   # one hand-off per batch, not per item
 
     def _predict(self, batch: list[Work]) -> list[tuple[Work, Any]]:
         self.busy_since = time.monotonic()
@@ -214,6 +241,9 @@ class SinkWriter(threading.Thread):
         self.stopped = False
 
     def _gather(self) -> list[Outgoing]:
+        """Everything queued now, up to about ``batch_size`` (group commit: while one write is in
+        progress the next batch grows by itself); ``batch_wait_s`` > 0 lingers for more.
+        The queue holds single ``Outgoing`` items (failures) and lists (a model batch)."""
         try:
             first = self.q.get(timeout=0.5)
         except queue.Empty:
@@ -221,7 +251,7 @@ class SinkWriter(threading.Thread):
         if first is STOP:
             self.stopped = True
             return []
-        batch = [first]
+        batch = list(first) if isinstance(first, list) else [first]
         deadline = time.monotonic() + self.batch_wait_s
         while len(batch) < self.batch_size:
             left = deadline - time.monotonic()
@@ -232,7 +262,10 @@ class SinkWriter(threading.Thread):
             if item is STOP:
                 self.stopped = True
                 break
-            batch.append(item)
+            if isinstance(item, list):
+                batch.extend(item)
+            else:
+                batch.append(item)
         return batch
 
     def run(self) -> None:
@@ -287,6 +320,10 @@ class SinkWriter(threading.Thread):
             for letter in letters:
                 self.metrics.dead_letters.labels(letter.stage).inc()
         self.metrics.stage_seconds.labels("sink").observe(time.monotonic() - t0)
+        counts: dict[tuple[str, str], int] = {}
         for o in batch:
-            self.metrics.results.labels(o.result.model, "ok" if o.result.ok else "error").inc()
+            k = (o.result.model, "ok" if o.result.ok else "error")
+            counts[k] = counts.get(k, 0) + 1
             self.completions.put(Completion(o.inflight, o.result.ok, o.result.msg))
+        for (model, outcome), n in counts.items():
+            self.metrics.results.labels(model, outcome).inc(n)

@@ -57,8 +57,16 @@ def test_three_workers_one_late_one_stopped_every_input_once(tmp_path, kafka_boo
         assert w1.wait(60) == 0
         wait_for(lambda: _row_count(db) >= n, 180, what="all results")
         ends = end_offsets(kafka_bootstrap, topic)
-        wait_for(lambda: {p: v[0] for (t, p), v in group_offsets(kafka_bootstrap, cfg.kafka.group_id).items()}
-                 == ends, 60, interval=1, what="commits at log end")
+        seen: list = []
+
+        def at_end() -> bool:
+            seen[:] = [group_offsets(kafka_bootstrap, cfg.kafka.group_id)]
+            return {p: v[0] for (_t, p), v in seen[0].items()} == ends
+        try:
+            wait_for(at_end, 60, interval=1, what="commits at log end")
+        except TimeoutError:
+            raise AssertionError(f"committed {seen} != ends {ends}\n" +
+                                 "\n".join(p.read_text()[-3000:] for p in logs)) from None
     finally:
         for w in (w1, w2, locals().get("w3")):
             if w is not None and w.poll() is None:
@@ -97,7 +105,7 @@ def test_sigterm_during_a_batch_exits_0_and_restart_leaves_no_gap(tmp_path, kafk
 def test_backpressure_caps_inflight_messages_and_pauses(tmp_path, kafka_bootstrap, topic):
     produce(kafka_bootstrap, topic, _requests(300))
     cfg = worker_config(tmp_path, kafka_bootstrap, topic, **_noop(item_ms=5), **{
-        "engine.max_inflight_messages": 20, "model.max_batch": 4})
+        "engine.max_inflight_messages": 20, "model.max_batch": 4, "engine.pause_after_s": 0.0})
     w = ThreadWorker(cfg, until_end=True)
     peak, paused_seen = [0], [False]
     stop = threading.Event()

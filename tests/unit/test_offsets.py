@@ -91,3 +91,14 @@ def test_never_commits_past_an_unfinished_offset(data, offsets):
             assert committed is None or c > committed
             t.mark_committed(TP, c)
             committed = c
+
+
+def test_failed_async_commit_is_sent_again():
+    t = OffsetTracker()
+    e = t.assign(TP)
+    t.add(TP, 0)
+    t.done(TP, 0, e)
+    t.mark_committed(TP, 1)
+    assert t.committable() == {}
+    t.commit_failed(TP, 1)
+    assert t.committable() == {TP: 1}
