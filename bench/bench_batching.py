@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.report import machine, markdown_table, write_block
+from bench.report import machine, markdown_table, summary, write_block
 from sidepath.decoders.base import Media
 from sidepath.models import create_model, pick_device
 from sidepath.worker.batcher import STOP, Batcher
@@ -110,6 +110,9 @@ def run_bench(images: int, *, size: int = 224, max_batch: int = 32, max_wait_ms:
                      f"{100 * full:.0f}%" if o is batched else "-"])
     table = markdown_table(["mode", "images", "seconds", "images/s", "vs one at a time", "mean batch",
                             "batches >= 90% full (all but the last)"], rows)
+    summary("batching", [(f"embedding net {size}x{size} over {images} images (CPU; batches {100 * full:.0f}% full)",
+                          f"one request at a time: {single.rate:.1f} images/s",
+                          f"batched: {batched.rate:.1f} images/s", f"{batched.rate / single.rate:.2f}x")])
     return (f"{table}\n\nEmbedding net ({size}x{size}, fp32, CPU, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads), max_batch {max_batch}, max_wait_ms {max_wait_ms:g}; "
             f"largest difference between the two modes' outputs: {diff:.1e}. Machine: {machine()}.")

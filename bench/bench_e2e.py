@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import machine, markdown_table, write_block
+from bench.report import machine, markdown_table, summary, write_block
 from sidepath.decoders import Fetcher, decode_media
 from sidepath.models import create_model
 from sidepath.worker.demo_media import make_video
@@ -80,6 +80,10 @@ def main() -> None:
     finally:
         broker.stop()
     total = sum(split.values()) or 1.0
+    summary("e2e", [(f"{args.videos} x 17 s 720p videos end to end, model {args.model} (stage split: "
+                     + ", ".join(f"{s} {100 * split[s] / total:.0f}%" for s in STAGES) + ")",
+                     f"one request at a time: {baseline:.2f} videos/s", f"{rate:.2f} videos/s",
+                     f"{rate / baseline:.2f}x")])
     rows = [[f"{args.videos} x 17 s 720p H.264 videos, 1 fps, model `{args.model}`, SQLite + JSONL sinks",
              f"one request at a time: {baseline:.2f} videos/s", f"{rate:.2f} videos/s",
              f"{rate / baseline:.2f}x"]]

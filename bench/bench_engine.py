@@ -11,8 +11,6 @@ import argparse
 import base64
 import json
 import logging
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,7 +19,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from bench.report import machine, markdown_table, write_block
+from bench.report import machine, markdown_table, summary, write_block
 from sidepath.worker.devkafka import Broker
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, worker_config, write_config_file
@@ -138,6 +136,7 @@ def main() -> None:
          f"{rss_large / rss_small:.2f}x (bounded: ~1.0x)"],
     ]
     table = markdown_table(["workload", "baseline (same run)", "sidepath", "ratio"], rows)
+    summary("engine", [tuple(r) for r in rows])
     text = f"Measured on {machine()}, best of {args.rounds} interleaved rounds " \
            f"(`python -m bench.bench_engine{' --quick' if args.quick else ''}`).\n\n{table}"
     print(text)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from bench.report import machine, markdown_table, write_block
+from bench.report import machine, markdown_table, summary, write_block
 from sidepath.sinks import open_sink
 from sidepath.sinks.base import Result, SourceRef
 
@@ -82,6 +82,8 @@ def main() -> None:
 
     table = markdown_table(["sink", "one result per write (rows/s)", f"batches of {BATCH} (rows/s)", "speed-up"],
                            rows)
+    summary("sinks", [(f"{r[0]}, rows/s", f"one result per write: {r[1]}", f"batches of {BATCH}: {r[2]}", str(r[3]))
+                      for r in rows])
     note = (f"Measured by `python -m bench.bench_sinks` on {machine()}, shared with other work; "
             "ratios matter more than absolute numbers.")
     print(table)

@@ -10,7 +10,7 @@ import platform
 import re
 from pathlib import Path
 
-__all__ = ["machine", "markdown_table", "write_block"]
+__all__ = ["machine", "markdown_table", "write_block", "summary"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +54,14 @@ def write_block(doc: str, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body)
     return path
+
+
+SUMMARY_DIR = ROOT / "var" / "bench"
+
+
+def summary(name: str, rows: list[tuple[str, str, str, str]]) -> None:
+    """Headline rows (workload, baseline, sidepath, ratio) for the one table of `python -m bench`."""
+    import json
+
+    SUMMARY_DIR.mkdir(parents=True, exist_ok=True)
+    (SUMMARY_DIR / f"{name}.json").write_text(json.dumps({"rows": rows, "machine": machine()}))

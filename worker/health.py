@@ -30,6 +30,7 @@ class Health:
         self._next_refresh = 0.0
         self._progress: dict[tuple[str, int], tuple[int | None, float]] = {}
         self.started = time.time()
+        self.gpu_used: Any = None          # () -> bytes, set when the model runs on a GPU
 
     # ---- HTTP checks (any thread) ------------------------------------------------
     def ping(self) -> tuple[bool, str]:
@@ -62,6 +63,8 @@ class Health:
         self.refresh(engine)
 
     def refresh(self, engine: "Engine") -> None:
+        if self.gpu_used is not None:
+            self.metrics.gpu_memory_used.set(self.gpu_used())
         keys = engine.tracker.partitions()
         if not keys:
             return

@@ -92,6 +92,12 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
 
     pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=on_fatal)
     health.models_ready = True
+    if str(pipe.device).startswith("cuda"):
+        from sidepath.models import gpu_memory_used
+        from sidepath.models.device import parse_quantity
+
+        metrics.gpu_memory_budget.set(parse_quantity(cfg.deploy.gpu_memory))
+        health.gpu_used = lambda: gpu_memory_used(pipe.device)
     health.runners = pipe.runners
     consumer = Consumer(consumer_config(cfg, on_commit=lambda err, parts: engine_ref[0].on_commit(err, parts)
                                         if engine_ref else None,

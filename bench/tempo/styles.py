@@ -61,6 +61,10 @@ def _progression(rng: np.random.Generator, bars: int, minor: bool = False) -> li
     return [prog[b % len(prog)] for b in range(bars)]
 
 
+def _pick(rng: np.random.Generator, options: list[list[float]]) -> list[float]:
+    return [float(x) for x in options[int(rng.integers(len(options)))]]
+
+
 def _vel(rng: np.random.Generator, base: int, spread: int = 8) -> int:
     return int(base + rng.integers(-spread, spread + 1))
 
@@ -85,7 +89,7 @@ def rock(rng: np.random.Generator, bars: int) -> Arrangement:
         chord = _chord(root + 12, prog[bar], MAJOR)
         for e in range(8):
             bass.add(chord[0] - 12, b0 + 0.5 * e, 0.45, _vel(rng, 95))
-        strum = rng.choice([[0, 1, 2, 3], [0, 1.5, 2, 3.5], [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]])
+        strum = _pick(rng, [[0, 1, 2, 3], [0, 1.5, 2, 3.5], [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]])
         for pos in strum:
             for k, p in enumerate(chord + [chord[0] + 12]):
                 guitar.add(p, b0 + pos + 0.004 * k, 0.45, _vel(rng, 85))
@@ -101,7 +105,7 @@ def four_on_the_floor(rng: np.random.Generator, bars: int) -> Arrangement:
     minor = bool(rng.random() < 0.5)
     scale = MINOR if minor else MAJOR
     prog = _progression(rng, bars, minor=minor)
-    stab_pattern = [float(x) for x in rng.choice([[0.75, 2.5], [1.5, 3.5], [0.5, 1.75, 3.0]])]
+    stab_pattern = _pick(rng, [[0.75, 2.5], [1.5, 3.5], [0.5, 1.75, 3.0]])
     for bar in range(bars):
         b0 = 4.0 * bar
         for beat in range(4):
@@ -160,7 +164,7 @@ def half_time(rng: np.random.Generator, bars: int) -> Arrangement:
     drums = Part(0, True)
     bass808 = Part(38)
     bell = Part(int(rng.choice([10, 11, 88, 8])))
-    kicks = [float(x) for x in rng.choice([[0, 1.75, 2.5], [0, 0.75, 2.75], [0, 2.25, 3.5]])]
+    kicks = _pick(rng, [[0, 1.75, 2.5], [0, 0.75, 2.75], [0, 2.25, 3.5]])
     minor = [root + 24 + s for s in MINOR]
     for bar in range(bars):
         b0 = 4.0 * bar
