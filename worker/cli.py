@@ -185,7 +185,7 @@ def dev_kafka() -> None:
 def _dev_broker(port: int) -> Any:
     from sidepath.worker.devkafka import Broker, cache_dir
 
-    return Broker(cache_dir() / "dev-broker", port=port, controller_port=port + 1)
+    return Broker(cache_dir() / f"dev-broker-{port}", port=port, controller_port=port + 1)
 
 
 @dev_kafka.command("fetch")

@@ -1,0 +1,69 @@
+"""The command line a user types, end to end: dev broker, produce --demo, run --until-end, lag."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sidepath.worker.devkafka import free_ports
+from tests.worker_util import jsonl_results, sqlite_rows, worker_config, write_config_file
+
+pytestmark = pytest.mark.kafka
+
+
+def sidepath(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", *args],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_produce_demo_then_run_until_end_then_lag(tmp_path, kafka_bootstrap, topic):
+    cfg = worker_config(tmp_path, kafka_bootstrap, topic, **{"model.name": "fingerprint",
+                                                            "decode.file_roots": [str(tmp_path / "media")]})
+    conf = write_config_file(tmp_path / "sidepath.toml", cfg)
+    r = sidepath("--config", str(conf), "produce", "--demo", "4", "--media-dir", str(tmp_path / "media"))
+    assert r.returncode == 0, r.stderr
+    assert f"produced 4 requests to {topic}" in r.stdout
+    r = sidepath("--config", str(conf), "run", "--until-end")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert all(json.loads(line)["level"] in ("INFO", "WARNING", "DEBUG") for line in r.stdout.splitlines())
+    assert sorted(x["postid"] for x in jsonl_results(tmp_path / "results.jsonl")) == \
+        [f"demo-{i:04d}" for i in range(4)]
+    assert len(sqlite_rows(tmp_path / "results.db")) == 4
+    r = sidepath("--config", str(conf), "lag", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["partition"], x["committed"], x["lag"]) for x in rows] == [(0, 4, 0)]
+
+
+def test_unreachable_config_and_bad_values_are_one_line(tmp_path):
+    r = sidepath("--config", str(tmp_path / "missing.toml"), "run")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "file not found" in r.stderr
+    r = sidepath("run", env={"SIDEPATH_MODEL_NAME": "no-such-model", "SIDEPATH_METRICS_PORT": "0",
+                             "SIDEPATH_SINKS_URLS": f"file://{tmp_path}/r.jsonl",
+                             "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"})
+    assert r.returncode == 2 and "model.name='no-such-model'" in r.stderr and "installed:" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_dev_kafka_start_status_stop(tmp_path):
+    port = free_ports(1)[0]
+    env = {"SIDEPATH_CACHE": str(tmp_path / "cache")}
+    # a private cache that reuses the jars already fetched (never the user's dev broker directory)
+    from sidepath.worker.devkafka import cache_dir, fetch_jars
+    home = tmp_path / "cache" / cache_dir().name
+    home.mkdir(parents=True)
+    os.symlink(fetch_jars(), home / "jars")
+    (home / ".complete").touch()
+    try:
+        r = sidepath("dev", "kafka", "start", "--port", str(port), env=env)
+        assert r.returncode == 0 and f"127.0.0.1:{port}" in r.stdout, r.stdout + r.stderr
+        assert sidepath("dev", "kafka", "status", "--port", str(port), env=env).returncode == 0
+        r = sidepath("dev", "kafka", "tool", "topics", "--bootstrap-server", f"127.0.0.1:{port}", "--list", env=env)
+        assert r.returncode == 0
+    finally:
+        r = sidepath("dev", "kafka", "stop", "--port", str(port), env=env)
+    assert "stopped" in r.stdout
+    assert sidepath("dev", "kafka", "status", "--port", str(port), env=env).returncode == 1
