@@ -9,7 +9,7 @@ test:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" scripts/test.sh
 
 bench:
-	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" python -m bench
+	@VENV=$$(scripts/bootstrap.sh --bench | tail -n1) && PATH="$$VENV/bin:$$PATH" python -m bench
 
 soak:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" SIDEPATH_SOAK=1 \

@@ -1,9 +1,16 @@
 """The built-in ``tempo`` model: global tempo, beat times and a confidence per clip.
 
-A signal-processing pipeline in PyTorch over a padded batch of clips (see
-docs/tempo.md): log-mel spectral flux -> autocorrelation tempogram with a tempo
-prior -> a no-pulse gate -> dynamic-programming beat tracking.  Every per-clip
-statistic is masked, so a clip gives the same result alone or in any batch.
+A signal-processing pipeline in PyTorch over a padded batch of clips (design
+and figures in docs/tempo.md):
+
+1. onset strength: log-mel spectral flux (``tempo_onset``);
+2. tempo: autocorrelation tempogram, a sum over metrical levels and a tempo
+   prior; a Viterbi path of local periods for ramps and steps (``tempo_period``);
+3. a no-pulse gate: silence, noise, speech and pads get no beats (``tempo_gate``);
+4. beats: dynamic programming, vectorised over the batch (``tempo_beats``).
+
+Every per-clip statistic is masked, so a clip gives the same result alone or in
+any batch, on CPU or GPU.
 """
 from __future__ import annotations
 
@@ -14,19 +21,25 @@ import numpy as np
 import torch
 
 from sidepath.decoders.base import DecodeSpec, Media
-from sidepath.worker.errors import ModelError
+from sidepath.worker.errors import ConfigError, ModelError
 
 from .base import ModelBase
 from .tempo_beats import dp_beats
-from .tempo_masked import frame_mask, masked_mean, masked_std
+from .tempo_gate import confidence, peak_db, periodicity_at, sharpness
+from .tempo_masked import frame_mask, masked_std
 from .tempo_onset import OnsetConfig, mel_filterbank, onset_envelope
 from .tempo_period import PeriodConfig, local_periods, pick_period, tempogram
 
-__all__ = ["TempoModel"]
+__all__ = ["TempoModel", "SAMPLE_RATE", "pad_clips"]
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
+MIN_SECONDS = 1.0           # shorter clips cannot show two beats at 40 BPM... or much else
+SILENCE_DB = -60.0          # peak level under which a clip is silent
+TIGHTNESS = 100.0           # DP cost of a beat interval that strays from the period (Ellis' alpha)
+CANDIDATES = 3              # tempo candidates reported per clip
+DP_POWER = 0.5              # the DP scores sqrt(onset): a soft kick on every beat outweighs a loud snare on some
 
 
 class TempoModel(ModelBase):
@@ -34,96 +47,114 @@ class TempoModel(ModelBase):
     version = "1"
     input_kind = "audio"
     batch_unit = "clip"
+    #: fp32 throughout: spectral power overflows fp16, and the DP compares small differences
+    half_ok = False
     options = {
         "max_audio_s": (120.0, "analyse at most this many seconds of each soundtrack"),
         "prior_bpm": (120.0, "centre of the tempo prior, in BPM"),
         "min_bpm": (40.0, "slowest tempo reported"),
         "max_bpm": (240.0, "fastest tempo reported"),
+        "min_confidence": (0.15, "below this pulse confidence a clip gets bpm null and no beats"),
     }
 
     def __init__(self, *, max_batch: int = 16, **options: Any) -> None:
         super().__init__(max_batch=max_batch, **options)
-        import json, os
-        exp = json.loads(os.environ.get("TEMPO_EXP", "{}"))
-        self.exp = exp
-        self.onset_cfg = OnsetConfig(sample_rate=SAMPLE_RATE, **exp.get("onset", {}))
-        self.period_cfg = PeriodConfig(min_bpm=float(self.opts["min_bpm"]), max_bpm=float(self.opts["max_bpm"]),
-                                       prior_bpm=float(self.opts["prior_bpm"]), **{k: tuple(v) if isinstance(v, list) else v for k, v in exp.get("period", {}).items()})
-        self.tightness = 100.0
+        lo, hi, prior = (float(self.opts[k]) for k in ("min_bpm", "max_bpm", "prior_bpm"))
+        if not 10.0 <= lo < hi <= 600.0:
+            raise ConfigError("model.options.min_bpm", (lo, hi), "need 10 <= min_bpm < max_bpm <= 600")
+        if not lo <= prior <= hi:
+            raise ConfigError("model.options.prior_bpm", prior, f"put it between min_bpm {lo} and max_bpm {hi}")
+        if float(self.opts["max_audio_s"]) < MIN_SECONDS:
+            raise ConfigError("model.options.max_audio_s", self.opts["max_audio_s"], f"use at least {MIN_SECONDS} s")
+        self.onset_cfg = OnsetConfig(sample_rate=SAMPLE_RATE)
+        self.period_cfg = PeriodConfig(min_bpm=lo, max_bpm=hi, prior_bpm=prior)
+        self.min_confidence = float(self.opts["min_confidence"])
         self._mel = mel_filterbank(self.onset_cfg).float()
 
     def decode_spec(self) -> DecodeSpec:
-        return DecodeSpec(frames=False, audio=True, sample_rate=SAMPLE_RATE, max_audio_s=float(self.opts["max_audio_s"]))
+        return DecodeSpec(frames=False, audio=True, sample_rate=SAMPLE_RATE,
+                          max_audio_s=float(self.opts["max_audio_s"]))
 
     def load(self, device: Any) -> None:
-        self.device = torch.device(device)
+        super().load(device)
         self._mel = self._mel.to(self.device)
+        self._settle()
 
     def prepare(self, media: Media) -> torch.Tensor:
         if media.audio is None:
             raise ModelError("the tempo model needs an audio track and this media has none; "
                              "send a video with sound or an audio file")
         if media.sample_rate != SAMPLE_RATE:
-            raise ModelError(f"audio arrived at {media.sample_rate} Hz, the tempo model needs {SAMPLE_RATE} Hz; "
+            raise ModelError(f"audio arrived at {media.sample_rate} Hz but the tempo model needs {SAMPLE_RATE} Hz; "
                              "decode with the model's decode_spec()")
         audio = np.asarray(media.audio, dtype=np.float32).reshape(-1)
         audio = audio[: int(float(self.opts["max_audio_s"]) * SAMPLE_RATE)]
-        if not np.all(np.isfinite(audio)):
+        if not np.isfinite(audio).all():
             raise ModelError("the audio track holds NaN or infinite samples; re-encode the file")
         return torch.from_numpy(np.ascontiguousarray(audio))
 
-    @torch.inference_mode()
     def predict(self, batch: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
         if not batch:
             return []
-        lengths = torch.tensor([int(x.numel()) for x in batch], dtype=torch.long)
-        audio = torch.zeros(len(batch), max(int(lengths.max()), 1), dtype=torch.float32)
-        for i, x in enumerate(batch):
-            audio[i, : x.numel()] = x
-        audio, lengths = audio.to(self.device), lengths.to(self.device)
-        return self._analyse(audio, lengths)
+        with self.inference():
+            if self.device.type == "cpu":
+                # one clip at a time: on a CPU a padded batch only adds work (measured in
+                # docs/tempo.md), and the results are the same either way
+                return [self.analyse(*pad_clips([x], self.device))[0] for x in batch]
+            return self.analyse(*pad_clips(batch, self.device))
 
-    def _analyse(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, Any]]:
-        cfg = self.onset_cfg
+    @torch.inference_mode()
+    def analyse(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, Any]]:
+        """Results for a padded batch ``audio`` (B, N) at SAMPLE_RATE with ``lengths`` (B,) in samples."""
+        cfg, pcfg = self.onset_cfg, self.period_cfg
         env, valid = onset_envelope(audio, lengths, cfg, self._mel)
         mask = frame_mask(valid, env.shape[-1])
-        std = masked_std(env, mask).clamp(min=1e-8)
-        norm = env / std[:, None]
-        win = int(round(self.period_cfg.window_s * cfg.fps))
-        tg = tempogram(norm, valid, win, smooth=self.exp.get('smooth', 1.0))
-        period, grid_bpm, salience = pick_period(tg.mean, cfg.fps, self.period_cfg)
-        periodicity = self._periodicity(norm, mask, valid, period)
-        pulse2 = self._periodicity(norm, mask, valid, 2 * period)
-        pulse4 = self._periodicity(norm, mask, valid, 4 * period)
-        srt = env.masked_fill(~mask, float("inf")).sort(dim=-1).values
-        q95 = srt.gather(-1, ((valid - 1).float() * 0.95).long()[:, None])[:, 0]
-        q50 = srt.gather(-1, ((valid - 1).float() * 0.5).long()[:, None])[:, 0]
-        sharp = q95 / q50.clamp(min=1e-9)
-        rms_db = 10 * torch.log10((audio.double() ** 2).sum(-1) / lengths.clamp(min=1) + 1e-20)
-        if self.period_cfg.local:
-            per_frame = local_periods(tg, period, env.shape[-1], self.period_cfg)
-        else:
-            per_frame = period[:, None].expand(-1, env.shape[-1])
-        beats = dp_beats(norm, valid, per_frame, self.tightness)
-        out = []
-        for b in range(audio.shape[0]):
-            bpm = 60.0 * cfg.fps / float(period[b])
-            times = (beats[b] * cfg.hop / cfg.sample_rate).round(3).tolist()
-            out.append({"bpm": round(bpm, 2), "beats": times, "confidence": round(float(periodicity[b]), 4),
-                        "candidates": [{"bpm": round(bpm, 2), "salience": 1.0}],
-                        "_debug": dict(pulse=float(periodicity[b]), pulse2=float(pulse2[b]), pulse4=float(pulse4[b]), sharp=float(sharp[b]), rms_db=float(rms_db[b]))})
-        return out
+        env = env / masked_std(env, mask).clamp(min=1e-8)[:, None]
+        tg = tempogram(env, valid, int(round(pcfg.window_s * cfg.fps)), smooth=pcfg.smooth_frames)
+        period, grid_bpm, salience = pick_period(tg.mean, cfg.fps, pcfg)
+        usable = (peak_db(audio) >= SILENCE_DB) & (lengths >= int(MIN_SECONDS * cfg.sample_rate))
+        conf = confidence(periodicity_at(env, mask, valid, period), sharpness(env, mask, valid))
+        conf = torch.where(usable, conf, torch.zeros_like(conf))
+        results: list[dict[str, Any]] = [
+            {"bpm": None, "beats": [], "confidence": round(float(c), 4), "candidates": []} for c in conf.cpu()]
+        keep = (conf >= self.min_confidence).nonzero().flatten()
+        log.debug("tempo: %d of %d clips have a pulse", keep.numel(), len(results))
+        if keep.numel() == 0:
+            return results
+        # beats only for clips with a pulse: the DP is the costly part after the spectrogram
+        env, valid, period, tg_keep = env[keep], valid[keep], period[keep], tg.select(keep)
+        per_frame = local_periods(tg_keep, period, env.shape[-1], pcfg)
+        beat_frames = dp_beats(env ** DP_POWER, valid, per_frame, TIGHTNESS, onset=env)
+        cands = _candidates(grid_bpm, salience[keep])
+        for j, b in enumerate(keep.tolist()):
+            bpm = round(60.0 * cfg.fps / float(period[j]), 2)
+            times = np.round(beat_frames[j] * cfg.hop / cfg.sample_rate, 3)
+            # the first candidate is the chosen tempo, refined below the grid's step
+            ranked = [(bpm, cands[j][0][1] if cands[j] else 1.0)] + cands[j][1:]
+            results[b].update(bpm=bpm, beats=times.tolist(),
+                              candidates=[{"bpm": round(x, 2), "salience": s} for x, s in ranked])
+        return results
 
-    @staticmethod
-    def _periodicity(norm: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, period: torch.Tensor) -> torch.Tensor:
-        """Unbiased autocorrelation of the mean-removed envelope at the period (prior-free)."""
-        x = (norm - masked_mean(norm, mask)[:, None]) * mask
-        n = x.shape[-1]
-        spec = torch.fft.rfft(x, n=2 * n)
-        acf = torch.fft.irfft(spec.real.square() + spec.imag.square(), n=2 * n)[..., :n]
-        lags = torch.arange(n, device=x.device)
-        acf = acf / (valid[:, None] - lags[None, :]).clamp(min=1)
-        acf = acf / acf[:, :1].clamp(min=1e-10)
-        lag = period.round().long().clamp(1, n - 1)
-        near = torch.stack([acf.gather(-1, (lag + d).clamp(1, n - 1)[:, None])[:, 0] for d in (-1, 0, 1)])
-        return near.amax(dim=0)
+
+def pad_clips(clips: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded (B, N) float32 batch and the lengths (B,), on ``device``."""
+    lengths = torch.tensor([int(x.numel()) for x in clips], dtype=torch.long)
+    audio = torch.zeros(len(clips), max(int(lengths.max()), 1), dtype=torch.float32)
+    for i, x in enumerate(clips):
+        audio[i, : x.numel()] = x
+    if device.type == "cuda":
+        audio = audio.pin_memory()
+    return audio.to(device, non_blocking=True), lengths.to(device)
+
+
+def _candidates(grid_bpm: torch.Tensor, salience: torch.Tensor) -> list[list[tuple[float, float]]]:
+    """Top tempo peaks per clip as (bpm, share of the top peaks' salience), strongest first."""
+    peaks = torch.nn.functional.max_pool1d(salience[:, None], 9, 1, 4)[:, 0] == salience
+    scores = torch.where(peaks & (salience > 0), salience, torch.zeros_like(salience))
+    top, idx = scores.topk(CANDIDATES, dim=-1)
+    grid = grid_bpm.cpu().tolist()
+    out = []
+    for values, where in zip(top.cpu().tolist(), idx.cpu().tolist()):
+        total = sum(values) or 1.0
+        out.append([(grid[i], round(v / total, 4)) for v, i in zip(values, where) if v > 0])
+    return out

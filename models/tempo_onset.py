@@ -3,7 +3,9 @@
 Each clip is left-padded by reflection and right-padded with zeros (never by
 reflecting the batch's padding), so the frames of a clip are the same alone or
 in a batch.  The dB floor is relative to each clip's own maximum, which makes
-the envelope independent of the recording level.
+the envelope independent of the recording level.  A 1024-sample window keeps
+the envelope's peaks within about 10 ms of the attacks; a 2048-sample window
+fires up to 30 ms early on clean attacks.
 """
 from __future__ import annotations
 
@@ -20,18 +22,12 @@ __all__ = ["OnsetConfig", "mel_filterbank", "onset_envelope"]
 @dataclass(frozen=True, slots=True)
 class OnsetConfig:
     sample_rate: int = 22050
-    n_fft: int = 2048
-    hop: int = 512
-    n_mels: int = 128
+    n_fft: int = 1024
+    hop: int = 256
+    n_mels: int = 64
     fmin_hz: float = 0.0
     fmax_hz: float = 11025.0
     floor_db: float = 80.0
-    compression: str = "db"       # db | log1p
-    log_gamma: float = 1000.0
-    lag: int = 1
-    max_filter: int = 1
-    low_weight: float = 0.0
-    low_hz: float = 150.0
 
     @property
     def fps(self) -> float:
@@ -55,9 +51,8 @@ def _mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 def mel_filterbank(cfg: OnsetConfig) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters of equal area (float64)."""
     freqs = torch.linspace(0.0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)
-    lo, hi = _hz_to_mel(torch.tensor(cfg.fmin_hz, dtype=torch.float64)), _hz_to_mel(
-        torch.tensor(cfg.fmax_hz, dtype=torch.float64))
-    edges = _mel_to_hz(torch.linspace(float(lo), float(hi), cfg.n_mels + 2, dtype=torch.float64))
+    bounds = _hz_to_mel(torch.tensor([cfg.fmin_hz, cfg.fmax_hz], dtype=torch.float64))
+    edges = _mel_to_hz(torch.linspace(float(bounds[0]), float(bounds[1]), cfg.n_mels + 2, dtype=torch.float64))
     left, center, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - left) / (center - left)
     down = (right - freqs[None, :]) / (right - center)
@@ -82,25 +77,11 @@ def onset_envelope(audio: torch.Tensor, lengths: torch.Tensor, cfg: OnsetConfig,
     spec = torch.stft(padded, cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
     power = spec.real.square() + spec.imag.square()                  # (B, F, T)
     mel_power = torch.matmul(mel.to(power.dtype), power)             # (B, M, T)
-    n_frames = mel_power.shape[-1]
+    db = 10.0 * torch.log10(mel_power.clamp(min=1e-10))
     valid = torch.div(lengths, cfg.hop, rounding_mode="floor") + 1
-    mask = frame_mask(valid, n_frames)
-    if cfg.compression == "db":
-        db = 10.0 * torch.log10(mel_power.clamp(min=1e-10))
-        peak = masked_max(db.amax(dim=1), mask)
-        db = torch.maximum(db, (peak - cfg.floor_db)[:, None, None])
-    else:
-        mag = mel_power.sqrt()
-        peak = masked_max(mag.amax(dim=1), mask).clamp(min=1e-10)
-        db = torch.log1p(cfg.log_gamma * mag / peak[:, None, None])
-    ref = db
-    if cfg.max_filter > 1:
-        ref = torch.nn.functional.max_pool1d(db.transpose(1, 2).reshape(-1, 1, db.shape[1]), cfg.max_filter, 1,
-                                             cfg.max_filter // 2).reshape(db.shape[0], db.shape[2], -1).transpose(1, 2)
-    diff = torch.relu(db[..., cfg.lag:] - ref[..., :-cfg.lag])
-    flux = diff.mean(dim=1)
-    if cfg.low_weight > 0:
-        n_low = int(torch.searchsorted(_mel_to_hz(torch.linspace(float(_hz_to_mel(torch.tensor(cfg.fmin_hz))), float(_hz_to_mel(torch.tensor(cfg.fmax_hz))), cfg.n_mels + 2))[1:-1].contiguous(), torch.tensor([cfg.low_hz])))
-        flux = flux + cfg.low_weight * diff[:, :max(n_low, 1)].mean(dim=1)
-    env = torch.nn.functional.pad(flux, (cfg.lag, 0))
+    mask = frame_mask(valid, db.shape[-1])
+    peak = masked_max(db.amax(dim=1), mask)
+    db = torch.maximum(db, (peak - cfg.floor_db)[:, None, None])
+    flux = torch.relu(db[..., 1:] - db[..., :-1]).mean(dim=1)
+    env = torch.nn.functional.pad(flux, (1, 0))
     return env * mask, valid

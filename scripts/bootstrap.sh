@@ -24,7 +24,8 @@ quiet() {
 }
 
 EXTRAS=postgres
-if [ "${1:-}" = "--test" ]; then EXTRAS=test,postgres,mysql; fi
+MODE=${1:-}
+if [ "$MODE" = "--test" ] || [ "$MODE" = "--bench" ]; then EXTRAS=test,postgres,mysql; fi
 HASH=$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
 VENV=${SIDEPATH_VENV:-$CACHE/venv-$HASH}
 STAMP="$VENV/.sidepath-$EXTRAS"
@@ -41,11 +42,15 @@ fi
 
 "$VENV/bin/sidepath" dev kafka fetch >&2
 
-if [ "${1:-}" = "--test" ]; then
+if [ "$MODE" = "--test" ] || [ "$MODE" = "--bench" ]; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+  if [ "$MODE" = "--bench" ]; then   # the tempo benchmark renders MIDI with a GM soundfont, speech with espeak
+    command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth fluid-soundfont-gm)
+    command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo ">> installing ${missing[*]} from Debian's packages" >&2
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

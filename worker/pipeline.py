@@ -74,10 +74,11 @@ class Pipeline:
         log.info("models ready on %s: %s (%.1f s)", self.device,
                  ", ".join(f"{m.name}@{m.version}" for m in self.models), time.monotonic() - t0)
 
-        self.out_q: queue.Queue[Any] = queue.Queue()
-        self.completions: queue.Queue[Any] = queue.Queue()
+        # SimpleQueue: the C implementation; these hand-offs run once per message
+        self.out_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.failures = Failures(self.models, self.out_q, metrics, group)
-        self.model_queues: dict[str, queue.Queue[Any]] = {m.name: queue.Queue() for m in self.models}
+        self.model_queues: dict[str, queue.SimpleQueue[Any]] = {m.name: queue.SimpleQueue() for m in self.models}
         self.runners = [
             ModelRunner(m, self.model_queues[m.name], self.out_q, max_wait_s=cfg.model.max_wait_ms / 1000,
                         failures=self.failures, metrics=metrics, on_fatal=on_fatal, name=f"model-{m.name}-{i}")

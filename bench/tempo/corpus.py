@@ -2,14 +2,14 @@
 
 A ``ClipSpec`` is a recipe (style, tempo map, duration, seed); ``build`` renders
 it and returns a ``Clip`` with its audio and reference beats.  Rendered clips
-are cached under ``~/.cache/sidepath/bench-tempo`` keyed by the recipe and the
-generator's source, so editing a style re-renders only what changed.  No audio
-lives in the repository.
+are cached under ``~/.cache/sidepath/bench-tempo`` (or ``$SIDEPATH_CACHE``), keyed
+by the recipe and a digest of the generator's source: any change to the generator
+renders afresh.  No audio lives in the repository.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,8 +20,6 @@ from . import render, styles
 from .tempo_map import TempoMap
 
 __all__ = ["ClipSpec", "Clip", "corpus_specs", "build", "NEGATIVE_KINDS"]
-
-log = logging.getLogger(__name__)
 
 NEGATIVE_KINDS = ("silence", "dither", "white", "pink", "brown", "pad", "speech", "babble", "rain")
 
@@ -144,6 +142,8 @@ def _music(spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     meter = arrangement.beats_per_bar
     beats_needed = float(bars * meter)
     tempo, detail = _tempo_map(spec, rng, base_style, beats_needed)
+    if arrangement.variant:
+        detail = detail.replace(base_style, f"{base_style} ({arrangement.variant})", 1)
     if spec.style == "step":                             # step at the bar nearest the clip's middle
         middle = lead_in_s + spec.duration_s / 2
         beat_times = tempo.times_of(np.arange(beats_needed))
@@ -181,7 +181,7 @@ def _negative(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
     if kind == "speech":
         return _level(_speech(rng, n), rng)
     if kind == "babble":
-        return _level(sum(_speech(rng, n) for _ in range(4)), rng)
+        return _level(functools.reduce(np.add, [_speech(rng, n) for _ in range(4)]), rng)
     raise ValueError(f"unknown negative kind {kind!r}; use one of {NEGATIVE_KINDS}")
 
 
@@ -192,7 +192,7 @@ def _pad(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
     changes = np.sort(rng.uniform(2.0, spec.duration_s, size=int(rng.integers(1, 3))))
     edges = [0.0, *changes.tolist(), spec.duration_s + 3.0]
     for i in range(len(edges) - 1):
-        chord = styles._chord(root, int(rng.integers(0, 6)), styles.MAJOR)
+        chord = styles.triad(root, int(rng.integers(0, 6)), styles.MAJOR)
         for p in chord:
             part.add(p, edges[i], edges[i + 1] - edges[i] + 0.5, 70)
     arr = styles.Arrangement((part,), 4)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Note", "Part", "Arrangement", "STYLES"]
+__all__ = ["Note", "Part", "Arrangement", "STYLES", "triad", "MAJOR", "MINOR"]
 
 # General MIDI drum keys used below.
 KICK, RIM, SNARE, CLAP, HH_CLOSED, HH_PEDAL, HH_OPEN = 36, 37, 38, 39, 42, 44, 46
@@ -46,9 +46,10 @@ class Part:
 class Arrangement:
     parts: tuple[Part, ...]
     beats_per_bar: int
+    variant: str = ""            # named in the clip's description (e.g. which kind of "no drums")
 
 
-def _chord(root: int, degree: int, scale: tuple[int, ...]) -> list[int]:
+def triad(root: int, degree: int, scale: tuple[int, ...]) -> list[int]:
     """Triad on a scale degree (0-based), as MIDI pitches above ``root``."""
     return [root + scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
 
@@ -86,7 +87,7 @@ def rock(rng: np.random.Generator, bars: int) -> Arrangement:
             drums.add(KICK, b0 + 2.5, 0.5, _vel(rng, 90))
         for e in range(8):
             drums.add(HH_CLOSED, b0 + 0.5 * e, 0.25, _vel(rng, 80 if e % 2 == 0 else 60))
-        chord = _chord(root + 12, prog[bar], MAJOR)
+        chord = triad(root + 12, prog[bar], MAJOR)
         for e in range(8):
             bass.add(chord[0] - 12, b0 + 0.5 * e, 0.45, _vel(rng, 95))
         strum = _pick(rng, [[0, 1, 2, 3], [0, 1.5, 2, 3.5], [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]])
@@ -115,7 +116,7 @@ def four_on_the_floor(rng: np.random.Generator, bars: int) -> Arrangement:
                 drums.add(HH_CLOSED, b0 + beat + s, 0.1, 45)
         drums.add(CLAP, b0 + 1, 0.5, 100)
         drums.add(CLAP, b0 + 3, 0.5, 100)
-        chord = _chord(root + 12, prog[bar], scale)
+        chord = triad(root + 12, prog[bar], scale)
         for beat in range(4):
             bass.add(chord[0] - 12, b0 + beat + 0.5, 0.4, 100)
         for pos in stab_pattern:
@@ -142,7 +143,7 @@ def swing(rng: np.random.Generator, bars: int) -> Arrangement:
         drums.add(HH_PEDAL, b0 + 3, 0.2, _vel(rng, 70))
         for beat in range(4):
             drums.add(KICK, b0 + beat, 0.3, _vel(rng, 35))
-        chord = _chord(root + 12, prog[bar % len(prog)], MAJOR)
+        chord = triad(root + 12, prog[bar % len(prog)], MAJOR)
         scale = [root + 12 + s for s in MAJOR]
         for beat in range(4):
             pitch = chord[0] - 12 if beat == 0 else int(rng.choice(scale)) - 12
@@ -196,7 +197,7 @@ def waltz(rng: np.random.Generator, bars: int) -> Arrangement:
     scale = [root + 24 + s for s in MAJOR]
     for bar in range(bars):
         b0 = 3.0 * bar
-        chord = _chord(root + 12, prog[bar], MAJOR)
+        chord = triad(root + 12, prog[bar], MAJOR)
         bass.add(chord[0] - 12, b0, 0.9, _vel(rng, 95))
         for beat in (1, 2):
             for p in chord:
@@ -254,7 +255,7 @@ def bossa(rng: np.random.Generator, bars: int) -> Arrangement:
             drums.add(RIM, b0 + pos, 0.3, _vel(rng, 95))
         for s in range(16):
             drums.add(SHAKER, b0 + 0.25 * s, 0.1, _vel(rng, 60 if s % 4 == 0 else 40))
-        chord = _chord(root + 12, prog[bar], MAJOR)
+        chord = triad(root + 12, prog[bar], MAJOR)
         for pos in comp:
             for p in chord + [chord[0] + 11]:
                 guitar.add(p, b0 + pos, 0.4, _vel(rng, 70))
@@ -275,7 +276,7 @@ def no_drums(rng: np.random.Generator, bars: int) -> Arrangement:
         piano = Part(0, humanize_ms=10.0)
         step = float(rng.choice([0.5, 0.25]))
         for bar in range(bars):
-            chord = _chord(root + 12, prog[bar], MAJOR)
+            chord = triad(root + 12, prog[bar], MAJOR)
             tones = chord + [chord[0] + 12, chord[1] + 12]
             piano.add(chord[0] - 12, 4.0 * bar, 4.0, _vel(rng, 80))
             for i, pos in enumerate(np.arange(0, 4, step)):
@@ -285,7 +286,7 @@ def no_drums(rng: np.random.Generator, bars: int) -> Arrangement:
         strings = Part(int(rng.choice([48, 49])), humanize_ms=15.0)
         cello = Part(42, humanize_ms=15.0)
         for bar in range(bars):
-            chord = _chord(root + 12, prog[bar], MAJOR)
+            chord = triad(root + 12, prog[bar], MAJOR)
             for p in chord:
                 strings.add(p + 12, 4.0 * bar, 4.0, _vel(rng, 75))
             for beat in range(4):
@@ -294,12 +295,12 @@ def no_drums(rng: np.random.Generator, bars: int) -> Arrangement:
     else:
         guitar = Part(int(rng.choice([24, 25])), humanize_ms=10.0)
         for bar in range(bars):
-            chord = _chord(root + 12, prog[bar], MAJOR)
+            chord = triad(root + 12, prog[bar], MAJOR)
             pattern = [chord[0] - 12, chord[2], chord[1] + 12, chord[2], chord[0], chord[2], chord[1] + 12, chord[2]]
             for i, p in enumerate(pattern):
                 guitar.add(p, 4.0 * bar + 0.5 * i, 0.9, _vel(rng, 75 if i % 2 == 0 else 60))
         parts.append(guitar)
-    return Arrangement(tuple(parts), 4)
+    return Arrangement(tuple(parts), 4, kind)
 
 
 def click(rng: np.random.Generator, bars: int) -> Arrangement:
@@ -309,7 +310,7 @@ def click(rng: np.random.Generator, bars: int) -> Arrangement:
     for bar in range(bars):
         for beat in range(meter):
             drums.add(WOOD_HI if beat == 0 else WOOD_LO, meter * bar + beat, 0.2, 110 if beat == 0 else 90)
-    return Arrangement((drums,), meter)
+    return Arrangement((drums,), meter, f"{meter}/4")
 
 
 #: style name -> (arrangement builder, tempo range in BPM of the quarter note)
