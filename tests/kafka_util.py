@@ -30,7 +30,12 @@ def produce(bootstrap: str, topic: str, values: Iterable[bytes | str | dict], *,
         if isinstance(v, dict):
             v = json.dumps(v)
         kwargs = {"partition": partition} if partition is not None else {}
-        p.produce(topic, v.encode() if isinstance(v, str) else v, key=key, **kwargs)
+        while True:
+            try:
+                p.produce(topic, v.encode() if isinstance(v, str) else v, key=key, **kwargs)
+                break
+            except BufferError:        # the local queue is full: let deliveries drain
+                p.poll(0.1)
         n += 1
         if n % 1000 == 0:
             p.poll(0)

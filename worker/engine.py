@@ -78,7 +78,8 @@ class Engine:
         self.health, self.parse = health, parse
         self.tracker = OffsetTracker()
         self.inflight: dict[tuple[str, int, int], Inflight] = {}
-        self.inflight_bytes = 0
+        self._message_bytes = 0              # poll loop only
+        self._media_bytes = 0                # added by decode threads, under the lock
         self._bytes_lock = threading.Lock()
         self.paused = False
         self._over = False                  # a cap is reached: take nothing until below it
@@ -105,10 +106,14 @@ class Engine:
             self.fatal = exc
         self.stop_event.set()
 
+    @property
+    def inflight_bytes(self) -> int:
+        return self._message_bytes + self._media_bytes
+
     def add_bytes(self, inf: Inflight, n: int) -> None:
         with self._bytes_lock:
-            inf.nbytes += n
-            self.inflight_bytes += n
+            inf.media_nbytes += n
+            self._media_bytes += n
 
     # ---- rebalance callbacks (run inside consume(), on this thread) ----------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -251,8 +256,7 @@ class Engine:
         inf = Inflight(source, epoch, m.key(), value, tuple(m.headers() or ()), ts if ts_type else None,
                        remaining=len(self.models), nbytes=len(value or b""))
         self.inflight[(source.topic, source.partition, source.offset)] = inf
-        with self._bytes_lock:
-            self.inflight_bytes += inf.nbytes
+        self._message_bytes += inf.nbytes
         self.stats.taken += 1
         if self.stats.first_take is None:
             self.stats.first_take = inf.t0
@@ -298,8 +302,10 @@ class Engine:
         self._done_since_commit += 1
 
     def _release(self, inf: Inflight) -> None:
-        with self._bytes_lock:
-            self.inflight_bytes -= inf.nbytes
+        self._message_bytes -= inf.nbytes
+        if inf.media_nbytes:
+            with self._bytes_lock:
+                self._media_bytes -= inf.media_nbytes
 
     def _backpressure(self) -> None:
         """Caps on in-flight messages and bytes, with hysteresis.

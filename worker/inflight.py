@@ -23,7 +23,8 @@ class Inflight:
     timestamp_ms: int | None
     request: Request | None = None
     remaining: int = 1                      # results still to be made durable (main thread only)
-    nbytes: int = 0
+    nbytes: int = 0                         # the message itself
+    media_nbytes: int = 0                   # decoded frames and audio
     t0: float = field(default_factory=time.monotonic)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
