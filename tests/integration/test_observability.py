@@ -12,7 +12,7 @@ import pytest
 
 from sidepath.worker.devkafka import free_ports, group_offsets
 from tests.kafka_util import create_topic, produce
-from tests.worker_util import ThreadWorker, wait_for, worker_config
+from tests.worker_util import ThreadWorker, jsonl_results, wait_for, worker_config
 
 pytestmark = pytest.mark.kafka
 
@@ -127,3 +127,28 @@ def test_promtool_check_metrics_is_clean_on_a_live_scrape(tmp_path, kafka_bootst
     for name in ("sidepath_consumer_lag_messages", "sidepath_messages_total", "sidepath_stage_duration_seconds",
                  "sidepath_dead_letters_total", "sidepath_batch_size_units", "sidepath_inflight_messages"):
         assert name in body
+
+
+def test_stalled_partition_is_logged_counted_and_not_ready(tmp_path, kafka_bootstrap, topic, caplog):
+    gate = tmp_path / "gate"
+    port = free_ports(1)[0]
+    cfg = worker_config(tmp_path, kafka_bootstrap, topic, **{
+        "model.name": "tests.gate_model:GateModel", "model.options": {"gate": str(gate)},
+        "metrics.port": port, "metrics.host": "127.0.0.1", "metrics.lag_interval_s": 0.2,
+        "metrics.stall_after_s": 1.0, "metrics.ping_timeout_s": 600.0})
+    produce(kafka_bootstrap, topic, _reqs(2, "s"))
+    w = ThreadWorker(cfg)
+    try:
+        wait_for(lambda: _get(port, "/api/ready")[0] == 200, 60, what="ready after the first messages")
+        wait_for(lambda: len(jsonl_results(tmp_path / "results.jsonl")) == 2, 60, what="first results")
+        gate.touch()                                   # the model hangs; lag builds up, commits freeze
+        produce(kafka_bootstrap, topic, _reqs(3, "t"))
+        wait_for(lambda: _get(port, "/api/ready")[0] == 503, 30, what="not ready: stalled")
+        assert "stalled" in _get(port, "/api/ready")[1]
+        assert (w.metric("sidepath_partition_stalls_total") or 0) >= 1
+        assert any("stalled" in r.getMessage() for r in caplog.records)
+        gate.unlink()                                  # progress again: ready again
+        wait_for(lambda: _get(port, "/api/ready")[0] == 200, 30, what="ready again")
+    finally:
+        gate.unlink(missing_ok=True)
+        w.stop()
