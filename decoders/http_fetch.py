@@ -153,13 +153,15 @@ class HttpFetcher:
 
     def _error(self, t: _Target, exc: Exception) -> FetchError:
         where = shown(t.url)
+        # before the timeout test: urllib3 2.x derives NewConnectionError (refused, unreachable)
+        # from ConnectTimeoutError, so a refused connection would read "timed out"
+        if isinstance(exc, NewConnectionError):
+            return FetchError(f"cannot connect to {where}: {_reason(exc)}", retriable=True)
         if isinstance(exc, Urllib3Timeout):
             return FetchError(f"timed out after {self.timeout_s:g} s fetching {where}; the server is slow "
                               f"or unreachable (decode.timeout_s)", retriable=True)
         if isinstance(exc, SSLError):
             return FetchError(f"TLS error fetching {where}: {_reason(exc)}")
-        if isinstance(exc, NewConnectionError):
-            return FetchError(f"cannot connect to {where}: {_reason(exc)}", retriable=True)
         if isinstance(exc, (ProtocolError, ProxyError)):
             return FetchError(f"connection broken while fetching {where}: {_reason(exc)}", retriable=True)
         return FetchError(f"HTTP failure fetching {where}: {_reason(exc)}", retriable=True)

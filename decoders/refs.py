@@ -22,6 +22,7 @@ SCHEMES = ("http", "https", "file", "data")
 # is short, so the two do not collide in practice.
 _B64_RE = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}\s*")
 _MIN_RAW_B64 = 32
+_JPEG_B64 = "/9j/"
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
@@ -67,6 +68,9 @@ def classify_ref(ref: str) -> Ref:
         if text[m.end():m.end() + 2] == "//" or scheme in _KNOWN_OTHER_SCHEMES:
             raise FetchError(f"unsupported URL scheme {scheme!r} in {shown(text)!r}; "
                              f"use http(s)://, file://, data: or inline base64")
+    # bare base64 of every JPEG starts with "/9j/" (bytes FF D8 FF): not an absolute path
+    if text.startswith(_JPEG_B64) and len(text) >= _MIN_RAW_B64 and _B64_RE.fullmatch(text[:4096]):
+        return Ref("inline", text)
     if text.startswith(("/", ".", "~")):
         return Ref("file", text)
     if len(text) >= _MIN_RAW_B64 and _B64_RE.fullmatch(text[:4096]):

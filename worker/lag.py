@@ -11,12 +11,11 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from sidepath.worker.config import Config
 from sidepath.worker.errors import FatalError
-from sidepath.worker.kafka_config import admin_config, consumer_config
+from sidepath.worker.kafka_config import consumer_config
 
 __all__ = ["PartitionLag", "group_lag", "commit_metadata", "format_table", "human_duration", "topic_partitions",
            "committed_offsets"]
@@ -66,20 +65,27 @@ def topic_partitions(cfg: Config, probe: Consumer, topic: str) -> list[TopicPart
 
 def committed_offsets(cfg: Config, group: str, tps: list[TopicPartition],
                       timeout_s: float = 30) -> dict[int, TopicPartition]:
-    """The group's committed offsets (with their metadata) from the group coordinator."""
-    admin = AdminClient(admin_config(cfg))
+    """The group's committed offsets (with their metadata) from the group coordinator.
+
+    Read through a consumer that carries the group's id but never subscribes, so it never joins
+    the group: the admin client's list_consumer_group_offsets crashed the process (librdkafka
+    2.16) when a restarting broker answered "not coordinator".
+    """
+    reader = Consumer(consumer_config(cfg, **{"group.id": group}))
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])[group]
-            return {tp.partition: tp for tp in fut.result(timeout=10).topic_partitions}
-        except KafkaException as exc:
-            err = exc.args[0]
-            busy = isinstance(err, KafkaError) and (err.code() in _COORDINATOR_BUSY or err.retriable())
-            if not busy or time.monotonic() > deadline:
-                raise FatalError(f"cannot read the offsets of group {group!r} at {cfg.kafka.bootstrap_servers}: "
-                                 f"{err}") from None
-            time.sleep(0.5)
+    try:
+        while True:
+            try:
+                return {tp.partition: tp for tp in reader.committed(tps, timeout=10)}
+            except KafkaException as exc:
+                err = exc.args[0]
+                busy = isinstance(err, KafkaError) and (err.code() in _COORDINATOR_BUSY or err.retriable())
+                if not busy or time.monotonic() > deadline:
+                    raise FatalError(f"cannot read the offsets of group {group!r} at "
+                                     f"{cfg.kafka.bootstrap_servers}: {err}") from None
+                time.sleep(0.5)
+    finally:
+        reader.close()
 
 
 def group_lag(cfg: Config, group: str | None = None, topic: str | None = None) -> list[PartitionLag]:

@@ -15,11 +15,12 @@ from sidepath.decoders.base import MEDIA_KINDS
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.errors import BadRequest
 
-__all__ = ["Request", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES"]
+__all__ = ["Request", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES", "MAX_DEPTH"]
 
 ID_FIELDS = ("postid", "uid", "seqid")
 MAX_MESSAGE_BYTES = 1_000_000
 MAX_ID_CHARS = 256
+MAX_DEPTH = 64                 # nesting of objects and arrays in one message
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,20 @@ def _as_id(name: str, value: Any) -> str:
     return text
 
 
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
 def parse_request(value: bytes | None, source: SourceRef) -> Request:
     if value is None:
         raise BadRequest("empty message (null value); send a JSON object with postid, uid, seqid and a media field")
@@ -50,10 +65,16 @@ def parse_request(value: bytes | None, source: SourceRef) -> Request:
                          "send media by URL rather than inline")
     try:
         doc = json.loads(value)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise BadRequest(f"not JSON: nested too deeply to parse; at most {MAX_DEPTH} levels are accepted") from None
+    except ValueError as exc:
         raise BadRequest(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"JSON must be an object, got {type(doc).__name__}")
+    if _deeper_than(doc, MAX_DEPTH):
+        # extra fields are carried into every result: a sink would hit the recursion limit
+        # encoding them and retry that batch until the worker gives up (a poison message)
+        raise BadRequest(f"JSON nested more than {MAX_DEPTH} levels deep; flatten the extra fields")
     missing = [f for f in ID_FIELDS if f not in doc]
     if missing:
         raise BadRequest(f"missing field(s) {', '.join(missing)}; every request needs postid, uid and seqid")

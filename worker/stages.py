@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_after_delay, wait_random_exponential
@@ -216,6 +216,12 @@ class ModelRunner(threading.Thread):
             self.busy_since = None
 
 
+def _without_payload(result: Result, error: str) -> Result:
+    """The error result that stands in for a row a sink refused."""
+    return replace(result, msg=_one_line(ValueError(f"sink refused the row: {error}")), results=None,
+                   timings_ms={}, extra={}, stage="sink")
+
+
 def _empty_cache() -> None:
     try:
         import torch
@@ -307,6 +313,7 @@ class SinkWriter(threading.Thread):
         by_result = {id(o.result): o for o in batch}
         for sink in self.sinks:
             rejected = self._retrying(f"sink {sink.url}", lambda s=sink: s.write(results)) or ()
+            stand_ins = []
             for rej in rejected:
                 o = by_result.get(id(rej.result))
                 if o is None:
@@ -315,6 +322,11 @@ class SinkWriter(threading.Thread):
                             extra={"postid": rej.result.postid, "offset": o.inflight.source.offset})
                 letters.append(dead_letter(o.inflight, group=self.group, stage="sink",
                                            exc_class=rej.error_class, error=rej.error, model=rej.result.model))
+                stand_ins.append(_without_payload(rej.result, rej.error))
+            if stand_ins:
+                # every input keeps its row: an error result without the values the sink refused (a NUL in
+                # an extra field, say); if even that is refused (a NUL in the key) the dead letter stays alone
+                self._retrying(f"sink {sink.url}", lambda s=sink, rows=stand_ins: s.write(rows))
         if letters:
             self._retrying(f"dead-letter sink {self.dlq.url}", lambda: self.dlq.write_letters(letters))
             for letter in letters:

@@ -21,6 +21,7 @@ from sidepath.worker.errors import ConfigError, FetchError
     ("clips/a.mp4", "file"),
     ("data:image/png;base64,iVBORw0KGgo=", "inline"),
     (base64.b64encode(b"\x89PNG" + bytes(40)).decode(), "inline"),
+    (base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(40)).decode(), "inline"),   # bare JPEG base64 starts "/9j/"
 ])
 def test_references_are_classified(ref, kind):
     assert classify_ref(ref).kind == kind

@@ -25,6 +25,8 @@ def test_valid_request_carries_extra_fields():
     (b'{"postid": 1, "uid": "u", "seqid": 1, "image": 5}', "'image' must be a string"),
     (None, "empty message"),
     (b"[" * 100000 + b"]" * 100000, "not JSON"),
+    (b'{"postid":1,"uid":"u","seqid":1,"image":"x","deep":' + b"[" * 100 + b"]" * 100 + b"}",
+     "nested more than 64 levels"),
 ])
 def test_bad_requests_say_why(value, fragment):
     with pytest.raises(BadRequest) as e:
