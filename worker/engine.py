@@ -49,6 +49,7 @@ class EngineLimits:
     shutdown_grace_s: float = 25.0
     revoke_budget_s: float = 10.0
     pause_after_s: float = 1.0
+    close_timeout_s: float = 10.0
     consume_batch: int = 500
 
 
@@ -415,11 +416,24 @@ class Engine:
         self._close_consumer()
 
     def _close_consumer(self) -> None:
+        """Leave the group; bounded, because librdkafka's close can hang when the group is in the
+        middle of a cooperative rebalance (seen when several members stop at once).  Offsets were
+        committed before, so giving up on the close loses nothing: the coordinator drops this
+        member after ``session.timeout.ms`` instead of at once."""
         self.closing = True
-        try:
-            self.consumer.close()
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("consumer close failed: %s", exc)
+
+        def close() -> None:
+            try:
+                self.consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer close failed: %s", exc)
+
+        t = threading.Thread(target=close, name="consumer-close", daemon=True)
+        t.start()
+        t.join(self.limits.close_timeout_s)
+        if t.is_alive():
+            log.warning("consumer close did not finish in %.0f s (a rebalance in progress?); offsets are "
+                        "committed, so exiting without it", self.limits.close_timeout_s)
 
     def summary(self) -> dict[str, Any]:
         s = self.stats

@@ -72,7 +72,7 @@ def test_three_workers_one_late_one_stopped_every_input_once(tmp_path, kafka_boo
             if w is not None and w.poll() is None:
                 w.send_signal(signal.SIGTERM)
         codes = [w.wait(60) for w in (w2, locals().get("w3")) if w is not None]
-    assert codes == [0, 0], [p.read_text()[-2000:] for p in logs]
+    assert codes == [0, 0], (codes, [p.read_text()[-1500:] for p in logs])
     rows = sqlite_rows(db)
     keys = [(r["model"], r["postid"], r["seqid"]) for r in rows]
     assert len(keys) == len(set(keys)) == n                              # exactly one row per input
