@@ -99,7 +99,9 @@ class EngineConfig:
     commit_every: int = 1000
     shutdown_grace_s: float = 25.0
     revoke_budget_s: float = 10.0
-    pause_after_s: float = 1.0
+    pause_after_s: float = 1.0         # at a cap this long: pause the partitions (else just stop taking)
+    close_timeout_s: float = 10.0      # leaving the group may take this long at shutdown
+    consume_batch: int = 500           # messages per consume() call at most
 
 
 @dataclass
@@ -241,7 +243,8 @@ _POSITIVE = (
     "model.max_batch", "model.instances", "decode.threads", "decode.fps", "decode.max_frames",
     "decode.max_bytes", "decode.max_pixels", "decode.timeout_s", "sinks.batch_size",
     "engine.max_inflight_messages", "engine.max_inflight_bytes", "engine.commit_interval_s",
-    "engine.commit_every", "metrics.ping_timeout_s", "kafka.session_timeout_ms",
+    "engine.commit_every", "engine.close_timeout_s", "engine.consume_batch", "metrics.ping_timeout_s",
+    "kafka.session_timeout_ms",
 )
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 

@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
+from sidepath.worker.config import EngineConfig
 from sidepath.worker.errors import BadRequest, FatalError
 from sidepath.worker.health import Health
 from sidepath.worker.inflight import Completion, Inflight
@@ -31,26 +32,12 @@ from sidepath.worker.offsets import TP, OffsetTracker
 from sidepath.worker.request import parse_request
 from sidepath.worker.stages import DecodeStage, Failures
 
-__all__ = ["Engine", "EngineLimits", "StartAt"]
+__all__ = ["Engine", "StartAt"]
 
 log = logging.getLogger(__name__)
 
 #: "beginning", an epoch-ms timestamp, or None (committed offsets / auto.offset.reset)
 StartAt = Any
-
-
-@dataclass
-class EngineLimits:
-    max_inflight_messages: int = 512
-    max_inflight_bytes: int = 512 * 1024 * 1024
-    resume_fraction: float = 0.5
-    commit_interval_s: float = 5.0
-    commit_every: int = 1000
-    shutdown_grace_s: float = 25.0
-    revoke_budget_s: float = 10.0
-    pause_after_s: float = 1.0
-    close_timeout_s: float = 10.0
-    consume_batch: int = 500
 
 
 @dataclass
@@ -68,7 +55,7 @@ class _Stats:
 class Engine:
     def __init__(self, consumer: Consumer, *, topic: str, group: str, models: Sequence[Model],
                  decode_stage: DecodeStage, failures: Failures, completions: "queue.Queue[Completion]",
-                 metrics: Metrics, limits: EngineLimits, start: StartAt = None, until_end: bool = False,
+                 metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
                  parse: Callable[[bytes | None, SourceRef], Any] = parse_request) -> None:

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
 from sidepath.worker.config import Config, masked
-from sidepath.worker.engine import Engine, EngineLimits, StartAt
+from sidepath.worker.engine import Engine, StartAt
 from sidepath.worker.errors import ConfigError, FatalError
 from sidepath.worker.health import Health
 from sidepath.worker.http import HealthServer
@@ -102,14 +102,9 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     consumer = Consumer(consumer_config(cfg, on_commit=lambda err, parts: engine_ref[0].on_commit(err, parts)
                                         if engine_ref else None,
                                         error_cb=lambda err: _on_client_error(err, on_fatal)))
-    e = cfg.engine
-    limits = EngineLimits(max_inflight_messages=e.max_inflight_messages, max_inflight_bytes=e.max_inflight_bytes,
-                          resume_fraction=e.resume_fraction, commit_interval_s=e.commit_interval_s,
-                          commit_every=e.commit_every, shutdown_grace_s=e.shutdown_grace_s,
-                          revoke_budget_s=e.revoke_budget_s, pause_after_s=e.pause_after_s)
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
-                    metrics=metrics, limits=limits, start=start, until_end=until_end, max_messages=max_messages,
+                    metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
                     is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}))
     engine_ref.append(engine)
     pipe.add_bytes = engine.add_bytes
@@ -118,7 +113,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
         engine.report_fatal(fatal_box[0])
     if on_engine is not None:
         on_engine(engine)
-    _install_signals(engine, e.shutdown_grace_s)
+    _install_signals(engine, cfg.engine.shutdown_grace_s)
     pipe.start()
     try:
         stats = engine.run()

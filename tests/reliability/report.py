@@ -10,12 +10,12 @@ in this session are kept, so ``pytest -k`` updates only what it ran.
 """
 from __future__ import annotations
 
-import os
-import platform
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench.report import machine
 
 __all__ = ["Row", "HEADER", "DOC", "write_rows", "read_rows"]
 
@@ -50,18 +50,6 @@ def _markers(block: str) -> tuple[str, str]:
     return f"<!-- reliability:{block} -->", f"<!-- /reliability:{block} -->"
 
 
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
-
-
 def read_rows(text: str, block: str) -> dict[str, list[str]]:
     """The table rows (as cells) in ``block`` of the doc text, by scenario name."""
     start, end = _markers(block)
@@ -90,7 +78,7 @@ def write_rows(rows: list[Row], block: str, *, command: str, doc: Path = DOC) ->
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(merged[k]) + " |" for k in sorted(merged, key=_order)]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (f"Written by `{command}` on {_machine()}; last update {when}.\n\n" + "\n".join(lines))
+    body = (f"Written by `{command}` on {machine()}; last update {when}.\n\n" + "\n".join(lines))
     start, end = _markers(block)
     new = f"{start}\n{body}\n{end}"
     if start in text:
