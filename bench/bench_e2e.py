@@ -46,7 +46,7 @@ def per_request(paths: list[Path], model_name: str, cfg, out: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--videos", type=int, default=48)
     ap.add_argument("--model", default="embedding")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
