@@ -4,7 +4,9 @@ Area-specific fixtures live in tests/fixtures/ and are loaded as plugins.
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -49,3 +51,25 @@ def topic(kafka_bootstrap, request) -> str:
     name = "".join(c if c.isalnum() or c in "-._" else "-" for c in name)
     create_topic(kafka_bootstrap, name, partitions)
     return name
+
+
+@pytest.fixture
+def run_cli():
+    """The real CLI in this process (torch imported once, so fast); the logging setup and the
+    signal handlers that `sidepath run` installs are restored afterwards."""
+    from click.testing import CliRunner
+
+    from sidepath.worker.cli import cli
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["--log-format", "json", *args])
+
+    yield run
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for s, h in handlers.items():
+        signal.signal(s, h)

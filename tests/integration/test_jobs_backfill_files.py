@@ -8,32 +8,15 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import logging
 import re
 
 import pytest
-from click.testing import CliRunner
 
-from sidepath.worker.cli import cli
 from tests.fixtures.media import make_image
 from tests.worker_util import jsonl_results, sqlite_rows, worker_config, write_config_file
 
 SUMMARY = re.compile(r"backfill: (\d+) items: (\d+) done, (\d+) skipped \(already in the destination\), "
                      r"(\d+) failed")
-
-
-@pytest.fixture
-def run_cli():
-    """The real CLI in this process; logging restored afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, ["--log-format", "json", *args])
-
-    yield run
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def _config(tmp_path, **overrides):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import signal
 import subprocess
@@ -17,9 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from sidepath.worker.cli import cli
 from tests.fixtures.media import make_image
 from tests.worker_util import worker_config, write_config_file
 
@@ -65,20 +62,6 @@ def _summary(text: str) -> tuple[int, int, int, int]:
     m = SUMMARY.search(text)
     assert m, text[-3000:]
     return tuple(int(g) for g in m.groups())  # type: ignore[return-value]
-
-
-@pytest.fixture
-def run_cli():
-    """The real CLI in this process (fast: torch is imported once); logging restored afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, ["--log-format", "json", *args])
-
-    yield run
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def test_backfill_killed_half_way_resumes_to_exactly_500_rows(tmp_path, postgres_db):

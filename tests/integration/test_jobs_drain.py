@@ -3,39 +3,18 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sidepath.worker.cli import cli
 from tests.kafka_util import create_topic, produce, read_all
 from tests.worker_util import worker_config, write_config_file
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
-
-
-@pytest.fixture
-def run_cli():
-    """The real CLI in this process; logging and the signal handlers it installs restored afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, ["--log-format", "json", *args])
-
-    yield run
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    for s, h in handlers.items():
-        signal.signal(s, h)
 
 
 def _config(tmp_path, bootstrap: str) -> str:

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Consumer
 
-from sidepath.worker.cli import cli
 from sidepath.worker.devkafka import group_offsets
 from tests.kafka_util import create_topic, end_offsets, produce
 from tests.worker_util import ThreadWorker, wait_for, worker_config, write_config_file
@@ -18,19 +15,6 @@ from tests.worker_util import ThreadWorker, wait_for, worker_config, write_confi
 pytestmark = pytest.mark.kafka
 
 PAYLOAD = {"uid": "u", "seqid": 1, "data": "eA=="}
-
-
-@pytest.fixture
-def run_cli():
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, ["--log-format", "json", *args])
-
-    yield run
-    root.handlers[:], level = saved
-    root.setLevel(level)
 
 
 def _ours(run_cli, config: str, group: str, topic: str) -> tuple[dict[int, dict], dict[int, list[str]]]:

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Producer
 
-from sidepath.worker.cli import cli
 from sidepath.worker.devkafka import group_offsets
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import jsonl_results, wait_for, worker_config, write_config_file
@@ -21,23 +17,6 @@ from tests.worker_util import jsonl_results, wait_for, worker_config, write_conf
 pytestmark = pytest.mark.kafka
 
 PAYLOAD = {"uid": "u", "seqid": 1, "data": "eA=="}
-
-
-@pytest.fixture
-def run_cli():
-    """The real CLI in this process; logging and the signal handlers `run` installs restored afterwards."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def run(*args: str):
-        return CliRunner().invoke(cli, ["--log-format", "json", *args])
-
-    yield run
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    for s, h in handlers.items():
-        signal.signal(s, h)
 
 
 def test_until_end_stops_at_the_end_offsets_taken_at_start(tmp_path, kafka_bootstrap):
