@@ -15,30 +15,19 @@ from typing import Any
 import click
 
 from sidepath.worker.config import Config, load_config, masked
-from sidepath.worker.errors import ConfigError, SidepathError
+from sidepath.worker.cli_errors import OneLineErrors
+from sidepath.worker.errors import ConfigError
 
 __all__ = ["cli", "main"]
 
 log = logging.getLogger(__name__)
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except SidepathError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-
 def _load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config:
     return load_config(ctx.obj["config_path"], overrides=overrides)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", default="sidepath.toml", show_default=True,
               envvar="SIDEPATH_CONFIG", help="TOML config file; every key can be overridden by SIDEPATH_* variables.")
 @click.option("--log-level", default="INFO", show_default=True, envvar="SIDEPATH_LOG_LEVEL",

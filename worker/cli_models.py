@@ -9,30 +9,18 @@ fails its checksum.  Errors are one line, never a traceback.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from sidepath.worker.errors import SidepathError
+from sidepath.worker.cli_errors import OneLineErrors
 
 __all__ = ["model"]
 
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
-
-
-class _ModelGroup(click.Group):
-    """Maps sidepath errors to one line and their exit code, also when used on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SidepathError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
 
 
 class _PartSize(click.ParamType):
@@ -50,7 +38,7 @@ class _PartSize(click.ParamType):
             self.fail(f"{value!r} is not a size; use e.g. 50M, 1G or a number of bytes", param, ctx)
 
 
-@click.group("model", cls=_ModelGroup)
+@click.group("model", cls=OneLineErrors)
 def model() -> None:
     """Model files: split into parts with a SHA-256 manifest, verify, merge back."""
 
