@@ -17,7 +17,8 @@ class GateModel(ModelBase):
     version = "1"
     input_kind = "record"
     batch_unit = "clip"
-    options = {"gate": ("", "predict blocks while this file exists")}
+    options = {"gate": ("", "predict blocks while this file exists"),
+               "only": ("", "if set, only items whose raw message contains this text wait at the gate")}
 
     def decode_spec(self) -> DecodeSpec:
         return DecodeSpec(frames=False, audio=False)
@@ -25,14 +26,16 @@ class GateModel(ModelBase):
     def warmup(self) -> None:
         """Nothing to warm up."""
 
-    def prepare(self, media: Media) -> int:
-        return len(media.raw or b"")
+    def prepare(self, media: Media) -> tuple[int, bool]:
+        raw = media.raw or b""
+        only = self.opts["only"]
+        return len(raw), not only or only.encode() in raw
 
     def units(self, prepared: Any) -> int:
         return 1
 
-    def predict(self, batch: Sequence[int]) -> list[dict[str, Any]]:
+    def predict(self, batch: Sequence[tuple[int, bool]]) -> list[dict[str, Any]]:
         gate = Path(self.opts["gate"]) if self.opts["gate"] else None
-        while gate is not None and gate.exists():
+        while gate is not None and any(held for _n, held in batch) and gate.exists():
             time.sleep(0.05)
-        return [{"bytes": n} for n in batch]
+        return [{"bytes": n} for n, _held in batch]

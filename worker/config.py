@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sidepath.worker.errors import ConfigError
 
@@ -88,6 +89,9 @@ class SinksConfig:
     batch_size: int = 200
     batch_wait_ms: int = 0        # 0: write whatever is queued as soon as the last write is done
     retry_deadline_s: float = 600.0
+    #: results and source offsets in one Kafka transaction (kafka:// result sinks on the source cluster)
+    exactly_once: bool = False
+    transactional_id: str = ""    # exactly-once producer id; "" = sidepath-<group>-<host>-<pid>
 
 
 @dataclass
@@ -285,6 +289,21 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(key, flat[key], "use a Kubernetes quantity such as 4, 500m, 16Gi")
     if not flat["sinks.urls"]:
         raise ConfigError("sinks.urls", [], "configure at least one sink, e.g. [\"sqlite:///results.db\"]")
+    if flat["sinks.exactly_once"]:
+        _check_exactly_once(flat["sinks.urls"], flat["kafka.bootstrap_servers"])
+
+
+def _check_exactly_once(urls: list[str], bootstrap: str) -> None:
+    """A Kafka transaction covers one cluster: the result topics must live where the offsets are."""
+    source = {h.strip() for h in bootstrap.split(",") if h.strip()}
+    for url in urls:
+        if not url.startswith("kafka://"):
+            raise ConfigError("sinks.urls", mask_url(url), "exactly-once writes results in Kafka transactions: "
+                              "use only kafka:// result sinks, or set sinks.exactly_once = false")
+        hosts = {h.strip() for h in urlsplit(url.split("?", 1)[0]).netloc.rpartition("@")[2].split(",")}
+        if hosts != source:
+            raise ConfigError("sinks.urls", mask_url(url), "exactly-once needs the result topics on the source "
+                              f"cluster: use the hosts of kafka.bootstrap_servers ({bootstrap}) in the URL")
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *,

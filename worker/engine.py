@@ -8,6 +8,10 @@ The commit order, on every path (timer, count, revoke, shutdown):
    error result + dead letter) is durable;
 2. per partition, the lowest offset not yet done (or the position, when
    nothing is pending) is committed -- never past an unwritten result.
+
+With exactly-once (``held`` given) step 1 means "result ready", and step 2 is a
+Kafka transaction that writes the held results below those offsets together with
+the offsets (``worker/exactly_once.py``).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.config import EngineConfig
 from sidepath.worker.errors import BadRequest, FatalError
+from sidepath.worker.exactly_once import HeldResults
 from sidepath.worker.health import Health
 from sidepath.worker.inflight import Completion, Inflight
 from sidepath.worker.lag import commit_metadata
@@ -58,12 +63,13 @@ class Engine:
                  metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
-                 parse: Callable[[bytes | None, SourceRef], Any] = parse_request) -> None:
+                 parse: Callable[[bytes | None, SourceRef], Any] = parse_request,
+                 held: HeldResults | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
         self.metrics, self.limits, self.start = metrics, limits, start
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
-        self.health, self.parse = health, parse
+        self.health, self.parse, self.held = health, parse, held
         self.tracker = OffsetTracker()
         self.inflight: dict[tuple[str, int, int], Inflight] = {}
         self._message_bytes = 0              # poll loop only
@@ -160,6 +166,8 @@ class Engine:
             self._drain_completions(timeout_s=0.05)
         self._commit(asynchronous=False, only=keys)
         dropped = sum(self.tracker.revoke(k) for k in keys)
+        if self.held is not None:
+            dropped += self.held.drop(keys)     # done but not committed: the next owner redoes them
         self._forget(keys)
         if dropped:
             log.warning("revoked %s with %d unfinished messages (the next owner redoes them)",
@@ -172,6 +180,8 @@ class Engine:
         self.metrics.rebalances.labels("lost").inc()
         keys = [(p.topic, p.partition) for p in partitions]
         dropped = sum(self.tracker.revoke(k) for k in keys)
+        if self.held is not None:
+            dropped += self.held.drop(keys)
         self._forget(keys)
         log.warning("lost %s (%d unfinished messages dropped, nothing committed)", _names(partitions), dropped)
         consumer.incremental_unassign(partitions)
@@ -276,11 +286,16 @@ class Engine:
         inf.remaining -= 1
         if not c.ok:
             inf.timings_ms["_error"] = 1
+        if self.held is not None and c.result is not None:
+            if inf.held is None:
+                inf.held = []
+            inf.held.append(c.result)
         if inf.remaining > 0:
             return
         del self.inflight[key]
         self._release(inf)
-        self.tracker.done(inf.tp, src.offset, inf.epoch)
+        if self.tracker.done(inf.tp, src.offset, inf.epoch) and self.held is not None:
+            self.held.hold(inf.tp, src.offset, inf.held or [])
         outcome = "error" if "_error" in inf.timings_ms else "ok"
         self.metrics.messages.labels(outcome).inc()
         self.metrics.end_to_end_seconds.observe(time.monotonic() - inf.t0)
@@ -303,6 +318,8 @@ class Engine:
         group membership alive without fetching.  Below ``resume_fraction`` of the caps they resume.
         """
         n, b = len(self.inflight), self.inflight_bytes
+        if self.held is not None:
+            n += self.held.messages      # finished, but held in memory until their transaction
         lim = self.limits
         self.metrics.inflight_messages.set(n)
         self.metrics.inflight_bytes.set(b)
@@ -347,13 +364,18 @@ class Engine:
         if not offsets:
             return
         meta = commit_metadata()
-        tps = [TopicPartition(t, p, o, metadata=meta) for (t, p), o in offsets.items()]
-        try:
-            self.consumer.commit(offsets=tps, asynchronous=asynchronous)
-        except KafkaException as exc:
-            self.metrics.commit_failures.inc()
-            log.warning("commit failed (will retry): %s", exc.args[0])
-            return
+        if self.held is not None:
+            if not self.held.commit(offsets, self.consumer.consumer_group_metadata(), meta):
+                self.metrics.commit_failures.inc()
+                return
+        else:
+            tps = [TopicPartition(t, p, o, metadata=meta) for (t, p), o in offsets.items()]
+            try:
+                self.consumer.commit(offsets=tps, asynchronous=asynchronous)
+            except KafkaException as exc:
+                self.metrics.commit_failures.inc()
+                log.warning("commit failed (will retry): %s", exc.args[0])
+                return
         self.metrics.commits.inc()
         self.stats.commits += 1
         for (t, p), o in offsets.items():
@@ -400,6 +422,10 @@ class Engine:
             log.warning("stopping with %d unfinished messages (not committed; redone after restart)",
                         len(self.inflight))
         self._commit(asynchronous=False)
+        for _ in range(3):      # an aborted last transaction: its results are redone after a restart otherwise
+            if self.held is None or not self.held.messages or not self.tracker.committable():
+                break
+            self._commit(asynchronous=False)
         self._close_consumer()
 
     def _close_consumer(self) -> None:

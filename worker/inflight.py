@@ -27,6 +27,7 @@ class Inflight:
     media_nbytes: int = 0                   # decoded frames and audio
     t0: float = field(default_factory=time.monotonic)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    held: list[Result] | None = None        # exactly-once: finished results awaiting their transaction
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -44,11 +45,13 @@ class Inflight:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """Sent from the sink writer to the poll loop when a result is durable."""
+    """Sent from the sink writer to the poll loop when a result is durable (or, with
+    exactly-once, ready for the transaction that commits its offset)."""
 
     inflight: Inflight
     ok: bool
     error: str = ""
+    result: Result | None = None
 
 
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],

@@ -51,14 +51,26 @@ class Pipeline:
     """Opens sinks, loads models (+ warm-up), and wires the stage threads together."""
 
     def __init__(self, cfg: Config, metrics: Metrics, *, group: str,
-                 on_fatal: Callable[[BaseException], None]) -> None:
+                 on_fatal: Callable[[BaseException], None], exactly_once: bool = False) -> None:
+        """``exactly_once`` (the Kafka source only; jobs write at least once): the result sink is a
+        ``TransactionalResults`` that only checks sizes; the engine writes what it holds."""
         from sidepath.decoders import Fetcher, decode_media
         from sidepath.models import apply_memory_budget, pick_device
         from sidepath.sinks import open_dead_letter_sink, open_sink
 
         t0 = time.monotonic()
         self.metrics = metrics
-        self.sinks = [open_sink(u) for u in cfg.sinks.urls]   # open_sink fills ${VAR} (URL-encoded)
+        self.transactions = None
+        if exactly_once and cfg.sinks.exactly_once:
+            from sidepath.sinks.kafka_transaction import TransactionalResults, default_transactional_id
+
+            self.transactions = TransactionalResults(
+                cfg.sinks.urls, transactional_id=cfg.sinks.transactional_id or default_transactional_id(group))
+            self.sinks: list[Any] = [self.transactions]
+            log.info("exactly-once: results and offsets in Kafka transactions (transactional.id %s)",
+                     self.transactions.transactional_id)
+        else:
+            self.sinks = [open_sink(u) for u in cfg.sinks.urls]   # open_sink fills ${VAR} (URL-encoded)
         self.dlq = open_dead_letter_sink(cfg.sinks.dead_letter)
         log.info("sinks: %s; dead letters: %s", ", ".join(mask_url(u) for u in cfg.sinks.urls),
                  mask_url(cfg.sinks.dead_letter))

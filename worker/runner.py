@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from sidepath.worker.config import Config, masked
 from sidepath.worker.engine import Engine, StartAt
 from sidepath.worker.errors import ConfigError, FatalError
+from sidepath.worker.exactly_once import HeldResults
 from sidepath.worker.health import Health
 from sidepath.worker.http import HealthServer
 from sidepath.worker.kafka_config import consumer_config
@@ -90,7 +91,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
         if engine_ref:
             engine_ref[0].report_fatal(exc)
 
-    pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=on_fatal)
+    pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=on_fatal, exactly_once=True)
     health.models_ready = True
     if str(pipe.device).startswith("cuda"):
         from sidepath.models import gpu_memory_used
@@ -105,7 +106,8 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
-                    is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}))
+                    is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}),
+                    held=HeldResults(pipe.transactions) if pipe.transactions is not None else None)
     engine_ref.append(engine)
     pipe.add_bytes = engine.add_bytes
     health.engine = engine

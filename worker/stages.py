@@ -311,6 +311,7 @@ class SinkWriter(threading.Thread):
         results = [o.result for o in batch]
         letters = [o.letter for o in batch if o.letter is not None]
         by_result = {id(o.result): o for o in batch}
+        final: dict[int, Result] = {}            # id(result) -> the stand-in that replaced it
         for sink in self.sinks:
             rejected = self._retrying(f"sink {sink.url}", lambda s=sink: s.write(results)) or ()
             stand_ins = []
@@ -323,6 +324,7 @@ class SinkWriter(threading.Thread):
                 letters.append(dead_letter(o.inflight, group=self.group, stage="sink",
                                            exc_class=rej.error_class, error=rej.error, model=rej.result.model))
                 stand_ins.append(_without_payload(rej.result, rej.error))
+                final[id(rej.result)] = stand_ins[-1]
             if stand_ins:
                 # every input keeps its row: an error result without the values the sink refused (a NUL in
                 # an extra field, say); if even that is refused (a NUL in the key) the dead letter stays alone
@@ -336,6 +338,7 @@ class SinkWriter(threading.Thread):
         for o in batch:
             k = (o.result.model, "ok" if o.result.ok else "error")
             counts[k] = counts.get(k, 0) + 1
-            self.completions.put(Completion(o.inflight, o.result.ok, o.result.msg))
+            result = final.get(id(o.result), o.result)
+            self.completions.put(Completion(o.inflight, result.ok, result.msg, result))
         for (model, outcome), n in counts.items():
             self.metrics.results.labels(model, outcome).inc(n)

@@ -40,3 +40,16 @@ def test_secrets_masked():
     shown = str(masked(cfg))
     assert "s3cret" not in shown and ":pw@" not in shown and "bob:***@db" in shown
     assert mask_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+
+
+def test_exactly_once_needs_kafka_sinks_on_the_source_cluster():
+    base = {"kafka.bootstrap_servers": "127.0.0.1:9092,127.0.0.1:9093", "sinks.exactly_once": True}
+    with pytest.raises(ConfigError, match="only kafka:// result sinks") as e:
+        load_config(None, environ={}, overrides={**base, "sinks.urls": ["kafka://127.0.0.1:9092,127.0.0.1:9093/r",
+                                                                       "sqlite:///r.db"]})
+    assert e.value.key == "sinks.urls"
+    with pytest.raises(ConfigError, match="on the source cluster"):
+        load_config(None, environ={}, overrides={**base, "sinks.urls": ["kafka://127.0.0.3:9092/results"]})
+    cfg = load_config(None, environ={}, overrides={**base, "sinks.urls": [
+        "kafka://u:${PW}@127.0.0.1:9093,127.0.0.1:9092/results?compression.type=zstd"]})
+    assert cfg.sinks.exactly_once

@@ -1,0 +1,203 @@
+"""Kafka transactions for exactly-once Kafka-to-Kafka (``sinks.exactly_once = true``).
+
+One ``TransactionalResults`` per worker process owns a transactional producer.
+``commit(results, offsets, group_metadata)`` writes the results to every result
+topic and the source offsets to the consumer group in one transaction: both
+become visible together (to ``read_committed`` readers) or not at all.  Which
+results go into which transaction is the engine's business
+(``worker/exactly_once.py``); this module only makes one transaction work.
+
+Failures: any error inside a transaction aborts it and raises
+``TransientSinkError``; nothing of it is visible, so the engine simply tries
+the same results again at the next commit.  After an abort the producer is
+replaced by a fresh one with the same ``transactional.id`` (librdkafka's
+idempotent state after a refused batch is not reusable: it answers
+OUT_OF_ORDER_SEQUENCE_NUMBER), which also fences any older instance.
+A result too large for a topic would make every retry fail, so it is found
+before the transaction: as a sink in the sink writer, ``write`` only checks
+sizes and returns such results as ``Rejected`` (they become error rows + dead
+letters, as with the plain Kafka sink).  It writes nothing: the engine holds
+results until their transaction.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any, Sequence
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from sidepath.sinks.base import Rejected, Result
+from sidepath.sinks.kafka import KafkaSink, producer_config_of_url
+from sidepath.sinks.kafka_delivery import Delivery, OutMessage, describe
+from sidepath.sinks.registry import expand_url
+from sidepath.worker.config import mask_url
+from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
+
+__all__ = ["TransactionalResults", "default_transactional_id"]
+
+log = logging.getLogger(__name__)
+
+#: room for the record batch header and record framing around one message
+_BATCH_OVERHEAD = 512
+_BROKER_DEFAULT_MAX = 1048588
+
+
+def default_transactional_id(group: str) -> str:
+    """Unique per live process, stable across restarts of one container (same host name and pid):
+    a restarted worker's ``init_transactions`` then aborts what its predecessor left open at once
+    instead of after ``transaction.timeout.ms``."""
+    return f"sidepath-{group}-{socket.gethostname()}-{os.getpid()}"
+
+
+class TransactionalResults:
+    """Results to every ``kafka://`` result topic, with the source offsets, in one transaction."""
+
+    key = "sinks.urls"
+
+    def __init__(self, urls: Sequence[str], *, transactional_id: str,
+                 transaction_timeout_ms: int = 60_000) -> None:
+        expanded = [expand_url(u, key=self.key) for u in urls]
+        self.url = ", ".join(mask_url(u) for u in urls)
+        parsed = [producer_config_of_url(u, key=self.key) for u in expanded]
+        base, _topic, self.timeout_s = parsed[0]
+        self.topics = [t for _c, t, _s in parsed]
+        self.transactional_id = transactional_id
+        # the first URL's options (compression, security) drive the one producer; acks=all and
+        # idempotence are fixed there already
+        self._config = {**base, "client.id": "sidepath-transactions", "transactional.id": transactional_id,
+                        "transaction.timeout.ms": transaction_timeout_ms,
+                        # librdkafka: a message may not outlive its transaction
+                        "message.timeout.ms": min(int(base.get("message.timeout.ms", 300_000)),
+                                                  transaction_timeout_ms)}
+        self.limits = self._topic_limits()
+        self._producer: Producer | None = None
+        self._open()
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _topic_limits(self) -> dict[str, int]:
+        """max.message.bytes per result topic, read from the broker (one refused message fails a
+        whole transaction, so oversized results are refused before it instead)."""
+        admin_conf = {k: v for k, v in self._config.items()
+                      if k in ("bootstrap.servers",) or k.startswith(("security.", "sasl.", "ssl."))}
+        admin = AdminClient(admin_conf)
+        local_max = int(self._config.get("message.max.bytes", 1_000_000))   # librdkafka refuses larger
+        limits = {}
+        for topic in self.topics:
+            res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+            try:
+                entries = admin.describe_configs([res], request_timeout=self.timeout_s)[res].result(self.timeout_s)
+                limits[topic] = min(local_max, int(entries["max.message.bytes"].value))
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                    raise ConfigError(self.key, self.url, f"result topic {topic!r} does not exist; create it "
+                                      "(exactly-once needs the topic before the first transaction)") from None
+                raise FatalError(f"exactly-once sink {self.url}: cannot read topic {topic!r}: {err.str()}") from None
+            except Exception:  # noqa: BLE001 - timeouts: fall back to the broker default
+                limits[topic] = min(local_max, _BROKER_DEFAULT_MAX)
+        return limits
+
+    def _open(self) -> None:
+        producer = Producer({"log_level": 2, **self._config,
+                             "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+        try:
+            producer.init_transactions(self.timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.retriable():
+                raise TransientSinkError(f"exactly-once sink {self.url}: {err.str()}") from None
+            raise FatalError(f"exactly-once sink {self.url}: the broker refused transactions ({err.str()}); "
+                             "it needs transaction.state.log.replication.factor <= the number of brokers "
+                             "and the TRANSACTIONAL_ID ACL for this transactional.id") from None
+        self._producer = producer
+
+    def _reopen(self) -> None:
+        old, self._producer = self._producer, None
+        if old is not None:
+            old.purge()
+            old.flush(0)
+        self._open()
+
+    # ---- as a sink in the sink writer: size checks only -----------------------------------
+    def write(self, results: Sequence[Result]) -> Sequence[Rejected]:
+        """Nothing is written here; results too large for a topic come back as ``Rejected``."""
+        rejected = []
+        for r in results:
+            m = KafkaSink._message(r)
+            size = len(m.value or b"") + len(m.key or b"") + sum(len(k) + len(v) for k, v in m.headers)
+            topic = next((t for t in self.topics if size + _BATCH_OVERHEAD > self.limits[t]), None)
+            if topic is not None:
+                rejected.append(Rejected(r, f"result of {size} bytes is too large for topic {topic!r} "
+                                            f"(max.message.bytes={self.limits[topic]}); raise it or make the "
+                                            "results smaller", "KafkaError.MSG_SIZE_TOO_LARGE"))
+        return rejected
+
+    # ---- the transaction ----------------------------------------------------------------
+    def commit(self, results: Sequence[Result], offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
+        """Write ``results`` and commit ``offsets`` for the group, atomically."""
+        if self._producer is None:
+            self._open()
+        p = self._producer
+        assert p is not None
+        deliveries: list[Delivery] = []
+        try:
+            p.begin_transaction()
+            for r in results:
+                m: OutMessage = KafkaSink._message(r)
+                for topic in self.topics:
+                    d = Delivery()
+                    deliveries.append(d)
+                    self._produce(p, topic, m, d)
+            failed = next((d.error for d in deliveries if d.done and d.error is not None), None)
+            if failed is not None:
+                raise KafkaException(failed)
+            if offsets:
+                p.send_offsets_to_transaction(list(offsets), group_metadata, self.timeout_s)
+            self._commit_transaction(p)
+        except KafkaException as exc:
+            err = exc.args[0]
+            self._abort(p)
+            raise TransientSinkError(f"exactly-once sink {self.url}: transaction aborted "
+                                     f"({describe(err, self.topics[0])}); its results and offsets are "
+                                     "tried again") from None
+
+    @staticmethod
+    def _produce(p: Producer, topic: str, m: OutMessage, d: Delivery) -> None:
+        while True:
+            try:
+                p.produce(topic, m.value, m.key, headers=list(m.headers), on_delivery=d.report)
+                return
+            except BufferError:             # local queue full: serve reports to drain it
+                p.poll(0.1)
+
+    def _commit_transaction(self, p: Producer) -> None:
+        for _ in range(3):
+            try:
+                p.commit_transaction(self.timeout_s)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or err.txn_requires_abort() or err.fatal():
+                    raise
+                log.warning("committing the transaction timed out (%s); trying again", err.str())
+        p.commit_transaction(self.timeout_s)
+
+    def _abort(self, p: Producer) -> None:
+        """Abort, then start over with a fresh producer (see the module docstring)."""
+        try:
+            p.abort_transaction(self.timeout_s)
+        except KafkaException as exc:
+            log.debug("abort_transaction: %s", exc.args[0])
+        try:
+            self._reopen()
+        except (TransientSinkError, FatalError) as exc:
+            log.warning("%s (opening again at the next commit)", exc)
+            self._producer = None
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.timeout_s)
+            self._producer = None
