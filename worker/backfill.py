@@ -273,23 +273,24 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
 
     def complete(block: bool) -> None:
         try:
-            c = pipe.completions.get(timeout=0.2) if block else pipe.completions.get_nowait()
+            done = pipe.completions.get(timeout=0.2) if block else pipe.completions.get_nowait()
         except queue.Empty:
-            c = None
-        while c is not None:
-            inf = c.inflight
-            inf.remaining -= 1
-            if not c.ok:
-                inf.timings_ms["_error"] = 1
-                if len(summary.first_errors) < 5 and not any(e.startswith(inf.ids()[0] + ":")
-                                                             for e in summary.first_errors):
-                    summary.first_errors.append(f"{inf.ids()[0]}: {c.error}")
-            if inf.remaining == 0:
-                finish(inf)
+            done = None
+        while done is not None:       # a list per sink write
+            for c in done:
+                inf = c.inflight
+                inf.remaining -= 1
+                if not c.ok:
+                    inf.timings_ms["_error"] = 1
+                    if len(summary.first_errors) < 5 and not any(e.startswith(inf.ids()[0] + ":")
+                                                                 for e in summary.first_errors):
+                        summary.first_errors.append(f"{inf.ids()[0]}: {c.error}")
+                if inf.remaining == 0:
+                    finish(inf)
             try:
-                c = pipe.completions.get_nowait()
+                done = pipe.completions.get_nowait()
             except queue.Empty:
-                c = None
+                done = None
         bar.tick(len(inflight))
         if fatal:
             raise fatal[0]
@@ -326,6 +327,7 @@ def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Fini
         return
     ids = [(str(r.get("postid", "")), str(r.get("seqid", ""))) for _i, r in batch]
     finished = [False] * len(batch) if done is None else done.done(ids)
+    ready: list[Inflight] = []
     for (index, row), skip in zip(batch, finished):
         summary.total += 1
         if skip:
@@ -341,4 +343,6 @@ def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Fini
         except BadRequest as exc:
             pipe.failures.fail(inf, "parse", exc)
             continue
-        pipe.decode_stage.submit(inf)
+        ready.append(inf)
+    if ready:
+        pipe.decode_stage.submit(ready)

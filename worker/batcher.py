@@ -4,12 +4,15 @@
 batch holds ``max_units`` units (frames or clips) or ``max_wait_s`` has passed
 since the first one arrived.  An item never splits across calls: one that alone
 exceeds ``max_units`` goes in a call of its own, and an item that would
-overflow the current batch waits for the next one.
+overflow the current batch waits for the next one.  The queue may also carry
+lists of items (one hand-off per consume() batch instead of one per message);
+they are unpacked in order.
 """
 from __future__ import annotations
 
 import queue
 import time
+from collections import deque
 from typing import Callable, Generic, TypeVar
 
 __all__ = ["Batcher", "STOP"]
@@ -22,28 +25,35 @@ class Batcher(Generic[T]):
     def __init__(self, q: "queue.Queue[object]", *, max_units: int, max_wait_s: float,
                  units: Callable[[T], int]) -> None:
         self.q, self.max_units, self.max_wait_s, self.units = q, max_units, max_wait_s, units
-        self._held: T | None = None
+        self._pending: deque[object] = deque()     # taken from the queue, not batched yet
         self.stopped = False
+
+    def _next(self, timeout_s: float) -> object:
+        """The next item (waiting up to ``timeout_s``; 0 = not at all); raises queue.Empty."""
+        if self._pending:
+            return self._pending.popleft()
+        got = self.q.get(timeout=timeout_s) if timeout_s > 0 else self.q.get_nowait()
+        if isinstance(got, list):
+            if not got:
+                raise queue.Empty
+            self._pending.extend(got)
+            return self._pending.popleft()
+        return got
 
     def next_batch(self, poll_s: float = 0.5) -> list[T]:
         """One batch, or [] when nothing came within ``poll_s`` (or on STOP)."""
-        if self._held is not None:
-            first, self._held = self._held, None
-        else:
-            try:
-                got = self.q.get(timeout=poll_s)
-            except queue.Empty:
-                return []
-            if got is STOP:
-                self.stopped = True
-                return []
-            first = got  # type: ignore[assignment]
-        batch, used = [first], self.units(first)
+        try:
+            first = self._next(poll_s)
+        except queue.Empty:
+            return []
+        if first is STOP:
+            self.stopped = True
+            return []
+        batch, used = [first], self.units(first)  # type: ignore[arg-type]
         deadline = time.monotonic() + self.max_wait_s
         while used < self.max_units:
-            left = deadline - time.monotonic()
             try:
-                got = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
+                got = self._next(max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if got is STOP:
@@ -51,8 +61,8 @@ class Batcher(Generic[T]):
                 break
             n = self.units(got)  # type: ignore[arg-type]
             if used + n > self.max_units:
-                self._held = got  # type: ignore[assignment]
+                self._pending.appendleft(got)    # starts the next batch
                 break
-            batch.append(got)  # type: ignore[arg-type]
+            batch.append(got)
             used += n
-        return batch
+        return batch  # type: ignore[return-value]

@@ -223,8 +223,9 @@ class Engine:
             if self.max_messages:
                 n = max(1, min(n, self.max_messages - self.stats.taken))
             msgs = self.consumer.consume(n, 0.1)
-            for m in msgs:
-                self._take(m)
+            taken = [inf for inf in map(self._take, msgs) if inf is not None]
+            if taken:
+                self.decode_stage.submit(taken)
             self._drain_completions(timeout_s=0.0 if msgs else 0.02)
         self._backpressure()
         if (self._done_since_commit >= self.limits.commit_every
@@ -233,20 +234,21 @@ class Engine:
         if self.health is not None:
             self.health.tick(self)
 
-    def _take(self, m: Any) -> None:
+    def _take(self, m: Any) -> Inflight | None:
+        """Track one consumed message; returns it when it is ready to decode."""
         err = m.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
-                return
+                return None
             if err.fatal():
                 raise KafkaException(err)
             log.warning("consumer error: %s", err.str())
-            return
+            return None
         key = (m.topic(), m.partition())
         if not self.tracker.owns(key):          # fetched before a revoke: the next owner has it
-            return
+            return None
         if self.until_end and m.offset() >= self.end_offsets.get(key, m.offset() + 1):
-            return                              # produced after the start: left for the next run
+            return None                         # produced after the start: left for the next run
         source = SourceRef(m.topic(), m.partition(), m.offset())
         epoch = self.tracker.add(key, m.offset())
         ts_type, ts = m.timestamp()
@@ -262,27 +264,37 @@ class Engine:
             inf.request = self.parse(value, source)
         except BadRequest as exc:
             self.failures.fail(inf, "parse", exc)
-            return
-        self.decode_stage.submit(inf)
+            return None
+        return inf
 
     def _drain_completions(self, timeout_s: float) -> None:
+        """Apply every completion queued now (the sink writer sends one list per write)."""
         try:
-            c = self.completions.get(timeout=timeout_s) if timeout_s > 0 else self.completions.get_nowait()
+            done = self.completions.get(timeout=timeout_s) if timeout_s > 0 else self.completions.get_nowait()
         except queue.Empty:
             return
+        outcomes = [0, 0]                   # ok, error: counted once per drain, not per message
         while True:
-            self._complete(c)
+            for c in done:
+                finished = self._complete(c)
+                if finished is not None:
+                    outcomes[finished] += 1
             try:
-                c = self.completions.get_nowait()
+                done = self.completions.get_nowait()
             except queue.Empty:
-                return
+                break
+        if outcomes[0]:
+            self.metrics.messages.labels("ok").inc(outcomes[0])
+        if outcomes[1]:
+            self.metrics.messages.labels("error").inc(outcomes[1])
 
-    def _complete(self, c: Completion) -> None:
+    def _complete(self, c: Completion) -> int | None:
+        """One model's result for a message; returns 0 (ok) or 1 (error) when the message is done."""
         inf = c.inflight
         src = inf.source
         key = (src.topic, src.partition, src.offset)
         if self.inflight.get(key) is not inf:        # from a revoked assignment: discard
-            return
+            return None
         inf.remaining -= 1
         if not c.ok:
             inf.timings_ms["_error"] = 1
@@ -291,18 +303,19 @@ class Engine:
                 inf.held = []
             inf.held.append(c.result)
         if inf.remaining > 0:
-            return
+            return None
         del self.inflight[key]
         self._release(inf)
         if self.tracker.done(inf.tp, src.offset, inf.epoch) and self.held is not None:
             self.held.hold(inf.tp, src.offset, inf.held or [])
-        outcome = "error" if "_error" in inf.timings_ms else "ok"
-        self.metrics.messages.labels(outcome).inc()
-        self.metrics.end_to_end_seconds.observe(time.monotonic() - inf.t0)
+        error = "_error" in inf.timings_ms
+        now = time.monotonic()
+        self.metrics.end_to_end_seconds.observe(now - inf.t0)
         self.stats.done += 1
-        self.stats.last_done = time.monotonic()
-        self.stats.errors += outcome == "error"
+        self.stats.last_done = now
+        self.stats.errors += error
         self._done_since_commit += 1
+        return int(error)
 
     def _release(self, inf: Inflight) -> None:
         self._message_bytes -= inf.nbytes

@@ -91,11 +91,33 @@ class DecodeStage:
         for t in self.threads:
             t.start()
 
-    def submit(self, inf: Inflight) -> None:
-        if self.inline:
-            self._run(inf)
-        else:
-            self.q.put(inf)
+    def submit(self, infs: list[Inflight]) -> None:
+        """Messages of one consume() call; inline, their work goes to each model in one hand-off."""
+        if not self.inline:
+            for inf in infs:
+                self.q.put(inf)
+            return
+        works: dict[str, list[Work]] = {m.name: [] for m in self.models}
+        for inf in infs:
+            self._run(inf, works)
+        self._send(works)
+
+    def _send(self, works: dict[str, list[Work]]) -> None:
+        """Hand each model its work in lists of at most one batch: the instances of a model share
+        its queue and a runner keeps whatever it takes, so a bigger list would tie work to a
+        runner that may be busy (or stuck) on its current batch."""
+        for model in self.models:
+            q = self.model_queues[model.name]
+            chunk: list[Work] = []
+            used = 0
+            for w in works[model.name]:
+                if chunk and used + w.units > model.max_batch:
+                    q.put(chunk)
+                    chunk, used = [], 0
+                chunk.append(w)
+                used += w.units
+            if chunk:
+                q.put(chunk)
 
     def _loop(self) -> None:
         while True:
@@ -103,11 +125,14 @@ class DecodeStage:
             if inf is STOP:
                 return
             try:
-                self._run(inf)
+                works: dict[str, list[Work]] = {m.name: [] for m in self.models}
+                self._run(inf, works)
+                self._send(works)
             except BaseException:  # noqa: BLE001 - _run dead-letters; this is a last resort
                 log.exception("decode thread failure")
 
-    def _run(self, inf: Inflight) -> None:
+    def _run(self, inf: Inflight, works: dict[str, list[Work]]) -> None:
+        """Fetch, decode and prepare one message; its work for each model is appended to ``works``."""
         req = inf.request
         assert req is not None
         try:
@@ -121,13 +146,17 @@ class DecodeStage:
             log.exception("unexpected decoder failure")
             self.failures.fail(inf, "decode", exc)
             return
-        timings = getattr(media, "timings_ms", {}) or {}
-        inf.timings_ms.update(timings)
-        for stage in ("fetch", "decode"):
-            if stage in timings:
-                self.metrics.stage_seconds.labels(stage).observe(timings[stage] / 1000)
-        self.metrics.fetched_bytes.inc(getattr(media, "bytes_fetched", 0) or 0)
-        self.add_bytes(inf, getattr(media, "nbytes", 0) or 0)
+        timings = getattr(media, "timings_ms", None)
+        if timings:
+            inf.timings_ms.update(timings)
+            for stage in ("fetch", "decode"):
+                if stage in timings:
+                    self.metrics.stage_seconds.labels(stage).observe(timings[stage] / 1000)
+        fetched, nbytes = getattr(media, "bytes_fetched", 0), getattr(media, "nbytes", 0)
+        if fetched:
+            self.metrics.fetched_bytes.inc(fetched)
+        if nbytes:
+            self.add_bytes(inf, nbytes)
         for model in self.models:
             try:
                 prepared = model.prepare(media)
@@ -135,7 +164,7 @@ class DecodeStage:
                 stage = exc.stage if isinstance(exc, MessageError) else "decode"
                 self.failures.fail(inf, stage, exc, models=[model])
                 continue
-            self.model_queues[model.name].put(Work(inf, prepared, model.units(prepared)))
+            works[model.name].append(Work(inf, prepared, model.units(prepared)))
 
     def close(self) -> None:
         """Stop the threads; messages still queued are dropped (their offsets are not committed)."""
@@ -335,10 +364,12 @@ class SinkWriter(threading.Thread):
                 self.metrics.dead_letters.labels(letter.stage).inc()
         self.metrics.stage_seconds.labels("sink").observe(time.monotonic() - t0)
         counts: dict[tuple[str, str], int] = {}
+        done = []
         for o in batch:
             k = (o.result.model, "ok" if o.result.ok else "error")
             counts[k] = counts.get(k, 0) + 1
             result = final.get(id(o.result), o.result)
-            self.completions.put(Completion(o.inflight, result.ok, result.msg, result))
+            done.append(Completion(o.inflight, result.ok, result.msg, result))
+        self.completions.put(done)     # one hand-off per write
         for (model, outcome), n in counts.items():
             self.metrics.results.labels(model, outcome).inc(n)
