@@ -103,8 +103,13 @@ class ModelBase:
     #: reduced precision by ``autocast`` (eager modules) or by casting weights
     #: and inputs (``cast``: TorchScript, where autocast does not reach inside)
     precision_mode: ClassVar[str] = "autocast"
+    #: measure the best batch size at warm-up: auto | on | off (see models/batching.py);
+    #: models that honour it (frame models) run the network in chunks of ``effective_max_batch``
+    batch_tuning: str = "auto"
 
     device: torch.device
+    max_batch: int
+    effective_max_batch: int           # frames/clips per forward pass (<= max_batch; set by warm-up)
     dtype: torch.dtype                 # the compute dtype, known after load()
     stream: Any                        # this instance's CUDA stream (None on CPU)
 
@@ -119,6 +124,7 @@ class ModelBase:
         if int(max_batch) < 1:
             raise ConfigError("model.max_batch", max_batch, "must be greater than 0")
         self.max_batch = int(max_batch)
+        self.effective_max_batch = self.max_batch      # frame models' warm-up may lower it
         self.precision = precision
         self.opts = {k: _coerce_option(self.name, k, options[k], default, help_) if k in options else default
                      for k, (default, help_) in self.options.items()}

@@ -4,8 +4,10 @@ Several messages' frames go through the network as one tensor batch:
 
     prepare (decode thread)   resize every frame to the input size, uint8
     stage   (runner thread)   concatenate the items' frames, upload (pinned, async on CUDA)
-    run     (runner thread)   normalise on the device, forward, per-frame head,
-                              split the rows back per item, summarise each item
+    run     (runner thread)   normalise on the device, forward, per-frame head (in chunks
+                              of ``effective_max_batch`` frames, measured at warm-up:
+                              models/batching.py), split the rows back per item,
+                              summarise each item
 
 ``predict(batch)`` is ``run(stage(batch))``.  A runner that calls
 ``stage`` for the next batch before ``run`` of the current one overlaps the
@@ -13,6 +15,8 @@ copy with the compute (see bench/gpu_models.py).
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,6 +30,8 @@ from sidepath.models.staging import Staged
 from sidepath.worker.errors import ModelError
 
 __all__ = ["FrameModel", "PreparedFrames", "StagedBatch"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,40 @@ class FrameModel(ModelBase):
         self._shift = shift.view(1, 3, 1, 1).to(self.device)
         self._settle()
 
+    def warmup(self) -> None:
+        super().warmup()
+        mode = self.batch_tuning
+        if mode == "on" or (mode == "auto" and self.device.type == "cpu"):
+            self.tune_batch()
+
+    def tune_batch(self, *, rounds: int = 5, budget_s: float = 2.0) -> int:
+        """Time the forward path at batch 1, 2, 4, ... max_batch; run chunks of the best size."""
+        from sidepath.models.batching import batch_sizes, choose_batch, time_batches
+
+        t0 = time.monotonic()
+        blank = self.prepare(self._blank_media(self.decode_spec(), frames=self.max_batch))
+        saved = self.effective_max_batch
+        self.effective_max_batch = self.max_batch      # measure each size whole, not in chunks
+
+        def run(b: int) -> None:
+            self.predict([PreparedFrames(blank.pixels[:b], blank.timestamps_s[:b])])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+        try:
+            run(1)                        # first calls at a new size pay for kernel selection
+            timings = time_batches(run, batch_sizes(self.max_batch), rounds=rounds, budget_s=budget_s)
+        except Exception as exc:  # noqa: BLE001 - e.g. a model file exported for one fixed batch size
+            self.effective_max_batch = saved
+            log.warning("model %s: batch sizes below max_batch %d failed (%s); the network takes whole batches",
+                        self.name, self.max_batch, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return self.effective_max_batch
+        self.effective_max_batch = choose_batch(timings)
+        log.info("model %s: network batch %d of max_batch %d (frames/s by batch: %s; measured in %.2f s)",
+                 self.name, self.effective_max_batch, self.max_batch,
+                 ", ".join(f"{b}: {b / s:.0f}" for b, s in sorted(timings.items())), time.monotonic() - t0)
+        return self.effective_max_batch
+
     # -- decode thread ------------------------------------------------------
     def prepare(self, media: Media) -> PreparedFrames:
         frames = media.frames
@@ -100,8 +140,13 @@ class FrameModel(ModelBase):
 
     def run(self, staged: StagedBatch) -> list[dict[str, Any]]:
         with self.inference():
-            x = self.normalize(staged.staged.wait(self.stream))
-            rows = self.head(self.forward(x)).float().cpu().numpy()
+            pixels = staged.staged.wait(self.stream)
+            # the network takes at most effective_max_batch frames at a time (measured at warm-up;
+            # on CPU a whole batch of 32 runs slower per frame than chunks of a few): each frame's
+            # row depends only on that frame, so the chunking does not change the outputs
+            step = max(1, self.effective_max_batch)
+            rows = np.concatenate([self.head(self.forward(self.normalize(pixels[i:i + step]))).float().cpu().numpy()
+                                   for i in range(0, int(pixels.shape[0]), step)])
         out, start = [], 0
         for item in staged.items:
             n = len(item)

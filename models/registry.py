@@ -73,12 +73,21 @@ def model_class(name: str, eps: Iterable[EntryPoint] | None = None) -> type:
 
 
 def create_model(name: str, *, max_batch: int = 32, precision: str = "auto",
-                 options: dict[str, Any] | None = None) -> Model:
-    """A new, not yet loaded instance; each call gives an independent one."""
+                 options: dict[str, Any] | None = None, batch_tuning: str | None = None) -> Model:
+    """A new, not yet loaded instance; each call gives an independent one.
+
+    ``batch_tuning`` (auto | on | off; None keeps the model's default, auto): whether warm-up
+    measures the batch size the network runs fastest at (see models/batching.py)."""
+    from sidepath.models.batching import BATCH_TUNING
+
+    if batch_tuning is not None and batch_tuning not in BATCH_TUNING:
+        raise ConfigError("model.batch_tuning", batch_tuning, f"use one of {', '.join(BATCH_TUNING)}")
     cls = model_class(name)
     try:
         model = cls(max_batch=max_batch, precision=precision, **dict(options or {}))
     except TypeError as exc:
         raise ConfigError("model.name", name, f"cannot create it ({exc}); a model class takes max_batch=, "
                           "precision= and its options as keyword arguments (subclass ModelBase)") from None
+    if batch_tuning is not None:
+        model.batch_tuning = batch_tuning      # an attribute, so model classes need not take it
     return model  # type: ignore[no-any-return]

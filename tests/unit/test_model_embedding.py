@@ -64,7 +64,15 @@ def test_version_names_the_weights():
 
 
 def test_channels_last_gives_the_same_vectors():
-    np.testing.assert_allclose(_vectors(_model(channels_last=True), MEDIA), _vectors(_model(), MEDIA), atol=ATOL)
+    nhwc, nchw = _model(channels_last=True), _model(channels_last=False)
+    assert nhwc.channels_last and not nchw.channels_last
+    np.testing.assert_allclose(_vectors(nhwc, MEDIA), _vectors(nchw, MEDIA), atol=ATOL)
+
+
+def test_channels_last_auto_means_nhwc_on_cpu():
+    assert _model().channels_last is True                  # the default, auto, on CPU
+    assert _model(channels_last="auto").channels_last is True
+    assert _model(channels_last="false").channels_last is False
 
 
 def test_per_frame_vectors_and_mean_aggregation_agree():
