@@ -2,6 +2,11 @@
 
     python -m bench.gpu_models               # on a GPU machine; writes the table into docs/models.md
     python -m bench.gpu_models --dry-run     # CPU, tiny sizes: proves the script runs end to end
+    python -m bench.gpu_models --no-decode   # the model cases only
+
+This is the one call for a GPU machine: after the model cases it runs bench/gpu_decode.py
+(NVDEC vs CPU video decoding on the same files, under 2 minutes; its table goes into
+docs/decoders.md), with the same --dry-run / --no-docs.
 
 Each ratio is against a baseline measured in the same run, same model, same frames:
 
@@ -153,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="measuring time per configuration")
     ap.add_argument("--pipeline-batches", type=int, default=8)
     ap.add_argument("--no-docs", action="store_true", help="print only; leave docs/models.md alone")
+    ap.add_argument("--no-decode", action="store_true", help="skip the NVDEC decoding case (bench/gpu_decode.py)")
     args = ap.parse_args(argv)
     if args.dry_run:
         args.batch, args.size, args.width, args.seconds, args.pipeline_batches = 4, 32, 4, 0.0, 2
@@ -176,7 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.dry_run and not args.no_docs:
         print(f"written to {write_block('models.md', 'gpu', text)}")
-    return 0 if all(math.isfinite(c.ratio) for c in cases) else 1
+    rc = 0 if all(math.isfinite(c.ratio) for c in cases) else 1
+    if not args.no_decode:
+        from bench import gpu_decode
+
+        print("\n## NVDEC decoding (bench/gpu_decode.py)\n", flush=True)
+        rc = max(rc, gpu_decode.main([f for f, on in (("--dry-run", args.dry_run), ("--no-docs", args.no_docs)) if on]))
+    return rc
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ over as a Python file object, never as a name FFmpeg would interpret.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import av
 import av.container
 
+from sidepath.decoders import hwaccel as hw
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.image_decode import describe_bytes
 from sidepath.worker.errors import DecodeError
@@ -30,19 +31,39 @@ def av_message(exc: BaseException) -> str:
     return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
 
 
+def _open(stream: Any, hwaccel: Any | None) -> av.container.InputContainer:
+    return av.open(stream, mode="r", options={"format_whitelist": ",".join(SAFE_DEMUXERS)},
+                   metadata_errors="ignore", hwaccel=hwaccel)
+
+
 @contextlib.contextmanager
-def open_container(fetched: Fetched) -> Iterator[av.container.InputContainer]:
-    """The container over ``fetched``; ``DecodeError`` when it is empty or not a media file."""
+def open_container(fetched: Fetched, hwaccel: Any | None = None) -> Iterator[av.container.InputContainer]:
+    """The container over ``fetched``; ``DecodeError`` when it is empty or not a media file.
+
+    ``hwaccel`` (an ``av.codec.hwaccel.HWAccel``, see ``hwaccel.py``) decodes video on the GPU.
+    If the container opens only without it, the GPU device is what failed: this is reported once
+    (``hwaccel.device_failed``) and the container is opened for CPU decoding.
+    """
     if fetched.size == 0:
         raise DecodeError(f"empty file: 0 bytes from {fetched.source}")
     stream = fetched.open()
     try:
-        try:
-            container = av.open(stream, mode="r", options={"format_whitelist": ",".join(SAFE_DEMUXERS)},
-                                metadata_errors="ignore")
-        except (av.FFmpegError, EOFError, ValueError) as exc:
-            raise DecodeError(f"not a playable media file: {fetched.size} bytes, "
-                              f"{describe_bytes(fetched.head(64))} ({av_message(exc)})") from exc
+        hw_error = None
+        if hwaccel is not None:
+            try:
+                container = _open(stream, hwaccel)
+            except (av.FFmpegError, EOFError, ValueError, RuntimeError) as exc:
+                hw_error = av_message(exc)
+                stream.close()
+                stream = fetched.open()
+        if hwaccel is None or hw_error is not None:
+            try:
+                container = _open(stream, None)
+            except (av.FFmpegError, EOFError, ValueError) as exc:
+                raise DecodeError(f"not a playable media file: {fetched.size} bytes, "
+                                  f"{describe_bytes(fetched.head(64))} ({av_message(exc)})") from exc
+            if hw_error is not None:      # it opens without the GPU: the GPU is what failed
+                hw.device_failed(f"opening the CUDA device failed: {hw_error}")
         try:
             yield container
         finally:

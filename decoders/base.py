@@ -31,6 +31,7 @@ class DecodeSpec:
     sample_rate: int = 22050
     max_audio_s: float = 120.0
     max_duration_s: float = 3600.0
+    hwaccel: str = "none"              # none | cuda | cuda:N | auto: decode video on NVDEC (see hwaccel.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,10 @@ Modes (``spec.video_mode``):
   fast       as exact, but the loop filter is skipped and non-reference
              frames are not decoded (a target may move to the next decoded frame)
   keyframes  one keyframe per GOP that holds a target, nothing else decoded
+
+``spec.hwaccel`` = cuda decodes on NVDEC (see hwaccel.py): the same packets are fed, the
+surfaces come back to host memory and are re-laid out as the software decoder's planar
+format before the one RGB conversion, so the contract above does not change.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from sidepath.decoders import hwaccel as hw
 from sidepath.decoders.av_open import av_message, open_container
 from sidepath.decoders.base import DecodeSpec
 from sidepath.decoders.fetched import Fetched
@@ -42,6 +47,10 @@ VIDEO_MODES = ("exact", "fast", "keyframes")
 # a GOP held back longer than this is decoded anyway (streams with very rare keyframes)
 _MAX_HELD_PACKETS = 2000
 _MAX_BAD_PACKETS = 50
+# what NVDEC surfaces arrive as in host memory -> the planar format the software decoder gives;
+# the re-layout is lossless, so the RGB conversion (and every pixel) is the software path's
+_SOFTWARE_LAYOUT = {"nv12": "yuv420p", "p010le": "yuv420p10le", "p016le": "yuv420p16le",
+                    "nv16": "yuv422p", "p210le": "yuv422p10le", "nv24": "yuv444p", "p410le": "yuv444p10le"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +64,11 @@ class VideoFrames:
 class _Sampler:
     """One decode of one video stream; ``run()`` returns what the plan kept."""
 
-    def __init__(self, container: Any, stream: Any, spec: DecodeSpec, source: str) -> None:
+    def __init__(self, container: Any, stream: Any, spec: DecodeSpec, source: str, *, on_gpu: bool = False) -> None:
         self.container, self.stream, self.spec, self.source = container, stream, spec, source
+        self.on_gpu = on_gpu
+        self.gpu_frames = 0         # kept frames that came from NVDEC surfaces
+        self.stopped_early = False
         self.mode = spec.video_mode
         self.cc = stream.codec_context
         self.tb = float(stream.time_base) if stream.time_base else 1 / 90000
@@ -66,6 +78,7 @@ class _Sampler:
                                                      duration_s=self.duration_s,
                                                      max_duration_s=spec.max_duration_s)
         self.reformatter = VideoReformatter()
+        self.relayout = VideoReformatter()
         self.rotation: int | None = None
         self.shape: tuple[int, int] | None = None
         self.dirty = False          # the decoder holds state from packets fed since the last flush
@@ -145,6 +158,11 @@ class _Sampler:
     def _rgb(self, frame: Any) -> np.ndarray:
         if self.rotation is None:
             self.rotation = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4
+        if self.on_gpu:
+            planar = software_layout(frame, self.relayout)
+            if planar is not frame:
+                frame = planar
+                self.gpu_frames += 1
         h, w = scaled_size(frame.height, frame.width, self.spec.max_side)
         if self.shape is not None and (h, w) != self.shape:   # resolution changed mid-stream
             h, w = self.shape
@@ -185,6 +203,7 @@ class _Sampler:
         except (av.FFmpegError, EOFError) as exc:
             truncated = av_message(exc)
         if truncated is not None:
+            self.stopped_early = True
             if not self.plan.kept:
                 raise DecodeError(f"cannot decode video {self.source}: {truncated}; the file is "
                                   f"truncated or corrupt")
@@ -216,6 +235,15 @@ class _Sampler:
             self.reset_needed = True
 
 
+def software_layout(frame: Any, reformatter: VideoReformatter) -> Any:
+    """A frame copied from an NVDEC surface (NV12, P010, ...) as the software decoder's planar
+    format (yuv420p, yuv420p10le, ...); other frames unchanged.  Lossless: only the chroma
+    samples move.  Converting NV12 straight to RGB would take another swscale path than
+    yuv420p does and move pixels by up to 1.5 levels on average (more at sharp colour edges)."""
+    planar = _SOFTWARE_LAYOUT.get(frame.format.name)
+    return frame if planar is None else reformatter.reformat(frame, format=planar)
+
+
 def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if arr.shape == shape:
         return arr
@@ -236,7 +264,29 @@ def decode_video(fetched: Fetched, spec: DecodeSpec, *, max_pixels: int) -> Vide
     """Sample frames from the first video stream of ``fetched`` according to ``spec``."""
     if spec.video_mode not in VIDEO_MODES:
         raise DecodeError(f"unknown video mode {spec.video_mode!r}; use one of {', '.join(VIDEO_MODES)}")
-    with open_container(fetched) as container:
+    try:
+        hwaccel = hw.hwaccel_for(spec.hwaccel)
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from exc
+    if hwaccel is None:
+        return _decode_video(fetched, spec, max_pixels, None)
+    try:
+        return _decode_video(fetched, spec, max_pixels, hwaccel)
+    except _GpuFailed as exc:
+        hw.note_sw_retry(fetched.source, exc.reason)
+    return _decode_video(fetched, spec, max_pixels, None)
+
+
+class _GpuFailed(Exception):
+    """NVDEC gave no frames, or stopped early, on a video: decode it again on the CPU."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _decode_video(fetched: Fetched, spec: DecodeSpec, max_pixels: int, hwaccel: Any | None) -> VideoFrames:
+    with open_container(fetched, hwaccel) as container:
         if not container.streams.video:
             kinds = sorted({str(s.type) for s in container.streams}) or ["none"]
             raise DecodeError(f"no video stream in {fetched.source} (streams: {', '.join(kinds)})")
@@ -258,4 +308,15 @@ def decode_video(fetched: Fetched, spec: DecodeSpec, *, max_pixels: int) -> Vide
         for other in container.streams:
             if other.index != stream.index:
                 other.discard = av.stream.Discard.all      # the demuxer drops their packets without returning them
-        return _Sampler(container, stream, spec, fetched.source).run()
+        on_gpu = hwaccel is not None and bool(cc.is_hwaccel)
+        sampler = _Sampler(container, stream, spec, fetched.source, on_gpu=on_gpu)
+        if not on_gpu:
+            return sampler.run()
+        try:
+            out = sampler.run()
+        except DecodeError as exc:
+            raise _GpuFailed(str(exc)) from exc
+        if sampler.stopped_early:
+            raise _GpuFailed(next((n for n in out.notes if n.startswith("decoding stopped early")), "stopped early"))
+        hw.note_hw_decode(on_nvdec=sampler.gpu_frames > 0)
+        return out

@@ -62,6 +62,8 @@ class ModelConfig:
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     precision: str = "auto"         # auto | fp32 | fp16 | bf16
     max_batch: int = 32
+    #: measure at warm-up the batch size the network runs fastest at: auto (CPU only) | on | off
+    batch_tuning: str = "auto"
     max_wait_ms: int = 20
     instances: int = 1
 
@@ -72,6 +74,7 @@ class DecodeConfig:
     fps: float = 1.0
     max_frames: int = 32
     video_mode: str = "exact"
+    hwaccel: str = "none"           # none | cuda | auto: decode video on NVDEC (docs/decoders.md)
     max_bytes: int = 256 * 1024 * 1024
     max_pixels: int = 64_000_000
     max_duration_s: float = 3600.0
@@ -241,7 +244,9 @@ _CHOICES = {
     "kafka.auto_offset_reset": ("earliest", "latest", "error"),
     "kafka.security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     "model.precision": ("auto", "fp32", "fp16", "bf16"),
+    "model.batch_tuning": ("auto", "on", "off"),
     "decode.video_mode": ("exact", "fast", "keyframes"),
+    "decode.hwaccel": ("none", "cuda", "auto"),
 }
 _POSITIVE = (
     "model.max_batch", "model.instances", "decode.threads", "decode.fps", "decode.max_frames",

@@ -32,11 +32,18 @@ def build_models(cfg: Config) -> list[Any]:
     if len(set(names)) != len(names):
         raise ConfigError("model.extra", cfg.model.extra, "each model may appear once")
     return [create_model(n, max_batch=cfg.model.max_batch, precision=cfg.model.precision,
-                         options=cfg.model.options if i == 0 else {}) for i, n in enumerate(names)]
+                         options=cfg.model.options if i == 0 else {}, batch_tuning=cfg.model.batch_tuning)
+            for i, n in enumerate(names)]
 
 
 def merged_spec(cfg: Config, models: list[Any]) -> DecodeSpec:
-    """One decode for every model: the union of what they need."""
+    """One decode for every model: the union of what they need.
+
+    ``decode.hwaccel`` is resolved here, once at start: ``cuda`` that cannot decode on this
+    machine is a ``ConfigError``; ``auto`` becomes ``cuda`` or ``none`` (decoders/hwaccel.py).
+    """
+    from sidepath.decoders.hwaccel import resolve_hwaccel
+
     specs = [m.decode_spec() for m in models]
     audio = [s for s in specs if s.audio]
     return replace(specs[0], frames=any(s.frames for s in specs), audio=bool(audio),
@@ -44,7 +51,8 @@ def merged_spec(cfg: Config, models: list[Any]) -> DecodeSpec:
                    max_side=max(s.max_side for s in specs) if all(s.max_side for s in specs) else 0,
                    sample_rate=audio[0].sample_rate if audio else specs[0].sample_rate,
                    max_audio_s=max((s.max_audio_s for s in audio), default=specs[0].max_audio_s),
-                   max_duration_s=cfg.decode.max_duration_s)
+                   max_duration_s=cfg.decode.max_duration_s,
+                   hwaccel=resolve_hwaccel(cfg.decode.hwaccel, cfg.model.device))
 
 
 class Pipeline:
