@@ -9,7 +9,13 @@ results go into which transaction is the engine's business
 
 Failures: any error inside a transaction aborts it and raises
 ``TransientSinkError``; nothing of it is visible, so the engine simply tries
-the same results again at the next commit.  After an abort the producer is
+the same results again at the next commit.  A transaction call that does not
+return within ``DEADLINE_S`` (librdkafka can wait indefinitely in
+``send_offsets_to_transaction`` when the broker restarts under it; a fresh
+producer works at once) is abandoned on its thread and the producer replaced:
+``init_transactions`` with the same ``transactional.id`` ends the stuck
+transaction one way or the other, and ``TransactionOutcomeUnknown`` tells the
+engine to read the group's committed offsets to learn which.  After an abort the producer is
 replaced by a fresh one with the same ``transactional.id`` (librdkafka's
 idempotent state after a refused batch is not reusable: it answers
 OUT_OF_ORDER_SEQUENCE_NUMBER), which also fences any older instance.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
@@ -36,13 +43,19 @@ from sidepath.sinks.registry import expand_url
 from sidepath.worker.config import mask_url
 from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
 
-__all__ = ["TransactionalResults", "default_transactional_id"]
+__all__ = ["TransactionalResults", "TransactionOutcomeUnknown", "default_transactional_id"]
 
 log = logging.getLogger(__name__)
 
 #: room for the record batch header and record framing around one message
 _BATCH_OVERHEAD = 512
 _BROKER_DEFAULT_MAX = 1048588
+#: a transaction takes milliseconds; one call blocked this long is stuck (see the module docstring)
+DEADLINE_S = 10.0
+
+
+class TransactionOutcomeUnknown(TransientSinkError):
+    """A transaction was abandoned mid-call; the group's committed offsets say whether it landed."""
 
 
 def default_transactional_id(group: str) -> str:
@@ -104,10 +117,11 @@ class TransactionalResults:
         producer = Producer({"log_level": 2, **self._config,
                              "logger": logging.getLogger("sidepath.sinks.librdkafka")})
         try:
-            producer.init_transactions(self.timeout_s)
+            producer.init_transactions(min(self.timeout_s, DEADLINE_S))
         except KafkaException as exc:
             err = exc.args[0]
-            if err.retriable():
+            if err.retriable() or err.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                                                 KafkaError._ALL_BROKERS_DOWN):
                 raise TransientSinkError(f"exactly-once sink {self.url}: {err.str()}") from None
             raise FatalError(f"exactly-once sink {self.url}: the broker refused transactions ({err.str()}); "
                              "it needs transaction.state.log.replication.factor <= the number of brokers "
@@ -136,33 +150,61 @@ class TransactionalResults:
         return rejected
 
     # ---- the transaction ----------------------------------------------------------------
-    def commit(self, results: Sequence[Result], offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
-        """Write ``results`` and commit ``offsets`` for the group, atomically."""
+    def ensure_open(self) -> None:
+        """A usable producer (after an abandoned transaction: one that has fenced it)."""
         if self._producer is None:
             self._open()
+
+    def commit(self, results: Sequence[Result], offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
+        """Write ``results`` and commit ``offsets`` for the group, atomically."""
+        self.ensure_open()
         p = self._producer
         assert p is not None
-        deliveries: list[Delivery] = []
-        try:
-            p.begin_transaction()
-            for r in results:
-                m: OutMessage = KafkaSink._message(r)
-                for topic in self.topics:
-                    d = Delivery()
-                    deliveries.append(d)
-                    self._produce(p, topic, m, d)
-            failed = next((d.error for d in deliveries if d.done and d.error is not None), None)
-            if failed is not None:
-                raise KafkaException(failed)
-            if offsets:
-                p.send_offsets_to_transaction(list(offsets), group_metadata, self.timeout_s)
-            self._commit_transaction(p)
-        except KafkaException as exc:
-            err = exc.args[0]
+        outcome: list[BaseException | None] = []
+        t = threading.Thread(target=self._attempt, args=(p, results, offsets, group_metadata, outcome),
+                             name="kafka-transaction", daemon=True)
+        t.start()
+        t.join(DEADLINE_S)
+        if t.is_alive():
+            self._producer = None       # left to its stuck thread, never touched again
+            log.warning("exactly-once sink %s: a transaction call has not returned in %.0f s; replacing the "
+                        "producer (its transactional.id fences the stuck one)", self.url, DEADLINE_S)
+            raise TransactionOutcomeUnknown(f"exactly-once sink {self.url}: transaction abandoned after "
+                                            f"{DEADLINE_S:.0f} s; its outcome is read from the committed offsets")
+        exc = outcome[0]
+        if isinstance(exc, KafkaException):
             self._abort(p)
             raise TransientSinkError(f"exactly-once sink {self.url}: transaction aborted "
-                                     f"({describe(err, self.topics[0])}); its results and offsets are "
+                                     f"({describe(exc.args[0], self.topics[0])}); its results and offsets are "
                                      "tried again") from None
+        if exc is not None:
+            raise exc
+
+    def _attempt(self, p: Producer, results: Sequence[Result], offsets: Sequence[TopicPartition],
+                 group_metadata: Any, outcome: list[BaseException | None]) -> None:
+        try:
+            self._transaction(p, results, offsets, group_metadata)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append(exc)
+
+    def _transaction(self, p: Producer, results: Sequence[Result], offsets: Sequence[TopicPartition],
+                     group_metadata: Any) -> None:
+        """One transaction on ``p``; raises KafkaException (handled on the caller's thread)."""
+        deliveries: list[Delivery] = []
+        p.begin_transaction()
+        for r in results:
+            m: OutMessage = KafkaSink._message(r)
+            for topic in self.topics:
+                d = Delivery()
+                deliveries.append(d)
+                self._produce(p, topic, m, d)
+        failed = next((d.error for d in deliveries if d.done and d.error is not None), None)
+        if failed is not None:
+            raise KafkaException(failed)
+        if offsets:
+            p.send_offsets_to_transaction(list(offsets), group_metadata, self.timeout_s)
+        self._commit_transaction(p)
 
     @staticmethod
     def _produce(p: Producer, topic: str, m: OutMessage, d: Delivery) -> None:
@@ -188,7 +230,7 @@ class TransactionalResults:
     def _abort(self, p: Producer) -> None:
         """Abort, then start over with a fresh producer (see the module docstring)."""
         try:
-            p.abort_transaction(self.timeout_s)
+            p.abort_transaction(min(self.timeout_s, DEADLINE_S))
         except KafkaException as exc:
             log.debug("abort_transaction: %s", exc.args[0])
         try:

@@ -356,6 +356,11 @@ class Engine:
             self._over = False
             self.metrics.paused.set(0)
 
+    def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
+        """The group's committed offsets (raises KafkaException when the broker cannot say)."""
+        parts = self.consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
+        return {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in parts}
+
     def _positions(self, keys: list[TP]) -> dict[TP, int]:
         try:
             pos = {(p.topic, p.partition): p.offset
@@ -378,7 +383,12 @@ class Engine:
             return
         meta = commit_metadata()
         if self.held is not None:
-            if not self.held.commit(offsets, self.consumer.consumer_group_metadata(), meta):
+            try:
+                landed = self.held.commit(offsets, self.consumer.consumer_group_metadata(), meta)
+            except FatalError as exc:
+                self.report_fatal(exc)
+                return
+            if not landed:
                 self.metrics.commit_failures.inc()
                 return
         else:

@@ -107,7 +107,8 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
                     is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}),
-                    held=HeldResults(pipe.transactions) if pipe.transactions is not None else None)
+                    held=HeldResults(pipe.transactions, lambda tps: engine_ref[0].committed_offsets(tps))
+                    if pipe.transactions is not None else None)
     engine_ref.append(engine)
     pipe.add_bytes = engine.add_bytes
     health.engine = engine

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidepath.sinks.base import Result
+from sidepath.sinks.kafka_transaction import TransactionOutcomeUnknown
 from sidepath.worker.errors import TransientSinkError
 from sidepath.worker.exactly_once import HeldResults
 from sidepath.worker.offsets import OffsetTracker
@@ -16,10 +17,20 @@ class Recorder:
     def __init__(self) -> None:
         self.transactions: list[tuple[list[str], dict]] = []
         self.fail = False
+        self.stuck = False          # the call hangs; whether it landed shows in the committed offsets
+        self.lands = False
+
+    def ensure_open(self) -> None:
+        """A fresh producer: nothing to do here."""
 
     def commit(self, results, offsets, group_metadata) -> None:
         if self.fail:
             raise TransientSinkError("broker away")
+        if self.stuck:
+            if self.lands:
+                self.transactions.append(([r.postid for r in results], {(t.topic, t.partition): t.offset
+                                                                        for t in offsets}))
+            raise TransactionOutcomeUnknown("abandoned")
         self.transactions.append(([r.postid for r in results], {(t.topic, t.partition): t.offset for t in offsets}))
 
 
@@ -29,7 +40,7 @@ def _result(tp, off) -> Result:
 
 def test_only_results_below_the_committed_offset_go_in_and_an_abort_keeps_them():
     rec = Recorder()
-    held = HeldResults(rec)
+    held = HeldResults(rec, lambda tps: {})
     tp = ("t", 0)
     for off in (0, 1, 3, 4):           # offset 2 is still being worked on
         held.hold(tp, off, [_result(tp, off)])
@@ -47,7 +58,7 @@ def test_only_results_below_the_committed_offset_go_in_and_an_abort_keeps_them()
 
 def test_dropped_partitions_are_never_written():
     rec = Recorder()
-    held = HeldResults(rec)
+    held = HeldResults(rec, lambda tps: {})
     held.hold(("t", 0), 0, [_result(("t", 0), 0)])
     held.hold(("t", 1), 0, [_result(("t", 1), 0)])
     assert held.drop([("t", 1)]) == 1
@@ -61,7 +72,7 @@ def test_every_result_is_written_once_and_never_above_its_commit(order, commit_a
     """Any completion order, commits at any moments: each result in exactly one transaction, and
     only in a transaction whose committed offset is above it."""
     rec = Recorder()
-    held = HeldResults(rec)
+    held = HeldResults(rec, lambda tps: {})
     tracker = OffsetTracker()
     tp = ("t", 0)
     tracker.assign(tp)
@@ -79,3 +90,22 @@ def test_every_result_is_written_once_and_never_above_its_commit(order, commit_a
     assert sorted(written) == sorted(f"0:{o}" for o in range(12))
     for pids, offs in rec.transactions:
         assert all(int(p.split(":")[1]) < offs[tp] for p in pids)
+
+
+def test_an_abandoned_transaction_is_settled_from_the_committed_offsets_before_anything_else():
+    tp = ("t", 0)
+    for lands in (True, False):
+        rec = Recorder()
+        committed = {tp: None}
+        held = HeldResults(rec, lambda tps: dict(committed))
+        for off in range(4):
+            held.hold(tp, off, [_result(tp, off)])
+        rec.stuck, rec.lands = True, lands
+        assert not held.commit({tp: 2}, None)
+        if lands:
+            committed[tp] = 2            # the stuck transaction did commit its offsets (and results)
+        rec.stuck = False
+        assert held.commit({tp: 4}, None)
+        written = [p for pids, _ in rec.transactions for p in pids]
+        assert sorted(written) == ["0:0", "0:1", "0:2", "0:3"], (lands, rec.transactions)   # once each
+        assert held.messages == 0
