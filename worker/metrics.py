@@ -8,6 +8,7 @@ partitions are removed (``forget_partition``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -55,8 +56,32 @@ class Metrics:
                 pass
 
 
+class _NvdecCollector:
+    """GPU video decoding, read from ``decoders/hwaccel.py`` at scrape time (no cost per video)."""
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from sidepath.decoders.hwaccel import stats
+
+        s = stats()
+        videos = CounterMetricFamily(
+            "sidepath_nvdec_videos", "Videos decoded with decode.hwaccel on, by how: nvdec | software "
+            "(FFmpeg fell back for a stream NVDEC cannot take) | cpu_retry (NVDEC failed, decoded again).",
+            labels=["how"])
+        videos.add_metric(["nvdec"], s["nvdec_videos"])
+        videos.add_metric(["software"], s["ffmpeg_software"])
+        videos.add_metric(["cpu_retry"], s["cpu_retries"])
+        yield videos
+        yield CounterMetricFamily("sidepath_nvdec_device_failures", "CUDA devices that failed to open for "
+                                  "decoding.", value=s["device_failures"])
+        yield GaugeMetricFamily("sidepath_nvdec_disabled", "1 once this process gave up NVDEC and decodes "
+                                "on the CPU.", value=0 if s["given_up"] is None else 1)
+
+
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     r = registry if registry is not None else CollectorRegistry()
+    r.register(_NvdecCollector())
     return Metrics(
         registry=r,
         lag=Gauge("sidepath_consumer_lag_messages",

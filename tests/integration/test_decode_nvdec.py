@@ -240,3 +240,20 @@ def test_nvdec_keeps_rotation_and_max_side(tmp_path, fetcher):
 def test_cuda_resolves_on_a_gpu_machine():
     assert _spec_for("cuda").hwaccel == "cuda"
     assert _spec_for("auto").hwaccel == "cuda"
+
+
+def test_nvdec_counts_are_exported_as_metrics():
+    """Operators see NVDEC falling back to the CPU (a throughput cliff) on /metrics."""
+    from sidepath.worker.metrics import build_metrics
+
+    hw.reset_for_tests()
+    m = build_metrics()
+    assert m.registry.get_sample_value("sidepath_nvdec_disabled") == 0
+    hw.note_hw_decode(on_nvdec=True)
+    hw.note_hw_decode(on_nvdec=False)
+    hw.device_failed("test: no device")
+    assert m.registry.get_sample_value("sidepath_nvdec_videos_total", {"how": "nvdec"}) == 1
+    assert m.registry.get_sample_value("sidepath_nvdec_videos_total", {"how": "software"}) == 1
+    assert m.registry.get_sample_value("sidepath_nvdec_device_failures_total") == 1
+    assert m.registry.get_sample_value("sidepath_nvdec_disabled") == 1
+    hw.reset_for_tests()
