@@ -42,14 +42,18 @@ def test_waits_for_more_items_within_max_wait():
 @given(st.lists(st.integers(1, 40), max_size=60), st.integers(1, 64))
 def test_every_item_exactly_once_in_order_and_within_budget(items, max_units):
     q, b = _batcher(items, max_units)
+    assert _drain(b, max_units) == items
+
+
+def _drain(b: Batcher, max_units: int) -> list:
+    """Every batch until the queue is empty, each within budget (or one oversized item alone)."""
     out = []
     while True:
         batch = b.next_batch(0.001)
         if not batch:
-            break
+            return out
         assert len(batch) == 1 or sum(batch) <= max_units
         out.extend(batch)
-    assert out == items
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,11 +61,4 @@ def test_every_item_exactly_once_in_order_and_within_budget(items, max_units):
 def test_lists_on_the_queue_are_unpacked_in_order(chunks, max_units):
     """The engine hands over one list per consume() batch; items come out as if put one by one."""
     q, b = _batcher([c if len(c) > 1 else c[0] for c in chunks], max_units)
-    out = []
-    while True:
-        batch = b.next_batch(0.001)
-        if not batch:
-            break
-        assert len(batch) == 1 or sum(batch) <= max_units
-        out.extend(batch)
-    assert out == [i for c in chunks for i in c]
+    assert _drain(b, max_units) == [i for c in chunks for i in c]
