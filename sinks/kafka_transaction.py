@@ -27,6 +27,7 @@ results until their transaction.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -52,17 +53,23 @@ _BATCH_OVERHEAD = 512
 _BROKER_DEFAULT_MAX = 1048588
 #: a transaction takes milliseconds; one call blocked this long is stuck (see the module docstring)
 DEADLINE_S = 10.0
+_FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
 
 
 class TransactionOutcomeUnknown(TransientSinkError):
     """A transaction was abandoned mid-call; the group's committed offsets say whether it landed."""
 
 
+_instances = itertools.count(1)
+
+
 def default_transactional_id(group: str) -> str:
-    """Unique per live process, stable across restarts of one container (same host name and pid):
-    a restarted worker's ``init_transactions`` then aborts what its predecessor left open at once
-    instead of after ``transaction.timeout.ms``."""
-    return f"sidepath-{group}-{socket.gethostname()}-{os.getpid()}"
+    """Unique per live worker, stable across restarts of one container (same host name, pid and
+    start order): a restarted worker's ``init_transactions`` then aborts what its predecessor left
+    open at once instead of after ``transaction.timeout.ms``.  A second worker in one process
+    (tests, embedding) gets ``-2``, and so on: two live producers with one id fence each other."""
+    n = next(_instances)
+    return f"sidepath-{group}-{socket.gethostname()}-{os.getpid()}" + (f"-{n}" if n > 1 else "")
 
 
 class TransactionalResults:
@@ -87,6 +94,7 @@ class TransactionalResults:
                                                   transaction_timeout_ms)}
         self.limits = self._topic_limits()
         self._producer: Producer | None = None
+        self._fenced: FatalError | None = None     # set once another live process took the id
         self._open()
 
     # ---- set-up ------------------------------------------------------------------------
@@ -131,8 +139,11 @@ class TransactionalResults:
     def _reopen(self) -> None:
         old, self._producer = self._producer, None
         if old is not None:
-            old.purge()
-            old.flush(0)
+            try:
+                old.purge()
+                old.flush(0)
+            except KafkaException as exc:        # a producer in a fatal state refuses even this
+                log.debug("purging the old producer: %s", exc.args[0])
         self._open()
 
     # ---- as a sink in the sink writer: size checks only -----------------------------------
@@ -152,6 +163,8 @@ class TransactionalResults:
     # ---- the transaction ----------------------------------------------------------------
     def ensure_open(self) -> None:
         """A usable producer (after an abandoned transaction: one that has fenced it)."""
+        if self._fenced is not None:
+            raise self._fenced          # never open again: that would fence the other process in turn
         if self._producer is None:
             self._open()
 
@@ -172,6 +185,14 @@ class TransactionalResults:
             raise TransactionOutcomeUnknown(f"exactly-once sink {self.url}: transaction abandoned after "
                                             f"{DEADLINE_S:.0f} s; its outcome is read from the committed offsets")
         exc = outcome[0]
+        if isinstance(exc, KafkaException) and exc.args[0].code() in _FENCED:
+            # not a stuck predecessor (that is what a restart or the deadline above fences): another
+            # live process uses this transactional.id, and taking it back would fence it in turn
+            self._producer = None
+            self._fenced = FatalError(f"exactly-once sink {self.url}: another process uses transactional.id "
+                                      f"{self.transactional_id!r} ({exc.args[0].str()}); give every worker its "
+                                      "own sinks.transactional_id, or leave it empty for a unique default")
+            raise self._fenced
         if isinstance(exc, KafkaException):
             self._abort(p)
             raise TransientSinkError(f"exactly-once sink {self.url}: transaction aborted "

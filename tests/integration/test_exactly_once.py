@@ -118,7 +118,7 @@ def test_two_workers_rebalancing_each_result_once_in_offset_order(tmp_path, kafk
     create_topic(kafka_bootstrap, out, 4)
     n = 400
     produce(kafka_bootstrap, src, [{"postid": f"p{i}", "uid": "u", "seqid": i, "data": PAYLOAD} for i in range(n)])
-    base = {"model.name": "noop", "model.options": {"frames": False, "item_ms": 5}, "model.max_batch": 8,
+    base = {"model.name": "noop", "model.options": {"frames": False, "item_ms": 15}, "model.max_batch": 8,
             "sinks.urls": [f"kafka://{kafka_bootstrap}/{out}"], "sinks.exactly_once": True,
             "engine.commit_interval_s": 0.2}
     cfg = worker_config(tmp_path, kafka_bootstrap, src, **base)
@@ -179,9 +179,11 @@ def test_broker_stopped_and_restarted_mid_stream_each_result_once(tmp_path):
         reqs = [{"postid": f"p{i}", "uid": "u", "seqid": i, "data": PAYLOAD} for i in range(n)]
         produce(b, src, reqs[: n // 2])
         cfg = worker_config(tmp_path, b, src, **{
-            "model.name": "noop", "model.options": {"frames": False, "item_ms": 5.0}, "model.max_batch": 8,
+            "model.name": "noop", "model.options": {"frames": False, "item_ms": 20.0}, "model.max_batch": 8,
             "sinks.urls": [f"kafka://{b}/{out}"], "sinks.exactly_once": True, "engine.commit_interval_s": 0.2})
         w = ThreadWorker(cfg)
+        # 20 ms per message: the first half takes 6 s of model time, so work is still finishing (and
+        # transactions being attempted) while the broker is away
         wait_for(lambda: len(_results(b, out, settle_s=0.3)) >= 60, 120, what="first results")
         broker.stop()                         # controlled shutdown, then nothing listens
         time.sleep(3.0)
@@ -196,3 +198,32 @@ def test_broker_stopped_and_restarted_mid_stream_each_result_once(tmp_path):
         assert sorted(ids) == sorted(f"p{i}" for i in range(n)), "lost or duplicated results"
     finally:
         broker.stop(hard=True)
+
+
+def test_two_workers_sharing_a_transactional_id_one_line_and_still_once(tmp_path, kafka_bootstrap):
+    """A misconfiguration: two live workers given one sinks.transactional_id.  The newer one fences
+    the older, which stops with one line naming the fix; no result is visible twice."""
+    src, out = f"eos-fence-in-{time.time_ns()}", f"eos-fence-out-{time.time_ns()}"
+    create_topic(kafka_bootstrap, src, 2)
+    create_topic(kafka_bootstrap, out, 2)
+    n = 200
+    reqs = [{"postid": f"p{i}", "uid": "u", "seqid": i, "data": PAYLOAD} for i in range(n)]
+    produce(kafka_bootstrap, src, reqs[: n // 2])
+    base = {"model.name": "noop", "model.options": {"frames": False, "item_ms": 20}, "model.max_batch": 4,
+            "sinks.urls": [f"kafka://{kafka_bootstrap}/{out}"], "sinks.exactly_once": True,
+            "sinks.transactional_id": "shared-by-mistake", "engine.commit_interval_s": 0.2}
+    cfg = worker_config(tmp_path, kafka_bootstrap, src, **base)
+    w1 = ThreadWorker(cfg)
+    wait_for(lambda: len(_results(kafka_bootstrap, out, settle_s=0.3)) >= 20, 120, what="first results")
+    w2 = ThreadWorker(worker_config(tmp_path / "b", kafka_bootstrap, src, **base, **{
+        "sinks.dead_letter": f"file://{tmp_path}/dl2.jsonl"}))
+    wait_for(lambda: w2.engine is not None and w2.engine.assigned_once, 120, what="the second worker's partitions")
+    produce(kafka_bootstrap, src, reqs[n // 2:])      # work for both: the fenced one learns it at its next commit
+    s1 = w1.wait(120)
+    assert s1["fatal"] and "another process uses transactional.id 'shared-by-mistake'" in s1["fatal"], s1
+    assert "give every worker its own sinks.transactional_id" in s1["fatal"]
+    wait_for(lambda: sum(v[0] or 0 for v in group_offsets(kafka_bootstrap, cfg.kafka.group_id).values()) >= n,
+             180, interval=1, what="the survivor commits at the log end")
+    assert w2.stop()["fatal"] is None
+    ids = [r["postid"] for r in _results(kafka_bootstrap, out)]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(n)), "lost or duplicated results"
