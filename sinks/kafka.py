@@ -38,7 +38,7 @@ from sidepath.sinks.url import SinkOptions, split_query
 from sidepath.worker.config import mask_url
 from sidepath.worker.errors import ConfigError, FatalError, SinkError, TransientSinkError
 
-__all__ = ["KafkaSink", "KafkaDeadLetterSink", "producer_config_of_url"]
+__all__ = ["KafkaSink", "KafkaDeadLetterSink", "producer_config_of_url", "settings_refused"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ def producer_config_of_url(url: str, *, key: str) -> tuple[dict[str, Any], str, 
     return config, topic, timeout_s
 
 
+def settings_refused(key: str, shown_url: str, exc: KafkaException) -> ConfigError:
+    """librdkafka refused an option of the URL's query string: one line naming it."""
+    return ConfigError(key, shown_url, f"librdkafka refused the settings ({exc.args[0].str()}); "
+                                       "fix or remove the option it names")
+
+
 class _KafkaWriter:
     """What both Kafka sinks share: the producer and the deliveries of a batch being retried."""
 
@@ -107,8 +113,7 @@ class _KafkaWriter:
         try:
             self.producer = BatchProducer(config, self.topic)
         except KafkaException as exc:
-            raise ConfigError(self.key, self.url, f"librdkafka refused the settings ({exc.args[0].str()}); "
-                                                  "fix or remove the option it names") from None
+            raise settings_refused(self.key, self.url, exc) from None
         # message -> Delivery of the attempt that last raised TransientSinkError: a retry of the
         # same batch must wait for those still queued in librdkafka, not produce them twice
         self._previous: dict[OutMessage, Delivery] = {}

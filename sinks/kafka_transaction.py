@@ -38,7 +38,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from sidepath.sinks.base import Rejected, Result
-from sidepath.sinks.kafka import KafkaSink, producer_config_of_url
+from sidepath.sinks.kafka import KafkaSink, producer_config_of_url, settings_refused
 from sidepath.sinks.kafka_delivery import Delivery, OutMessage, describe
 from sidepath.sinks.registry import expand_url
 from sidepath.worker.config import mask_url
@@ -77,21 +77,20 @@ class TransactionalResults:
 
     key = "sinks.urls"
 
-    def __init__(self, urls: Sequence[str], *, transactional_id: str,
-                 transaction_timeout_ms: int = 60_000) -> None:
+    def __init__(self, urls: Sequence[str], *, transactional_id: str) -> None:
         expanded = [expand_url(u, key=self.key) for u in urls]
         self.url = ", ".join(mask_url(u) for u in urls)
         parsed = [producer_config_of_url(u, key=self.key) for u in expanded]
         base, _topic, self.timeout_s = parsed[0]
         self.topics = [t for _c, t, _s in parsed]
         self.transactional_id = transactional_id
-        # the first URL's options (compression, security) drive the one producer; acks=all and
-        # idempotence are fixed there already
+        # the first URL's options (compression, security, transaction.timeout.ms) drive the one
+        # producer; acks=all and idempotence are fixed there already
+        txn_timeout_ms = int(base.get("transaction.timeout.ms", 60_000))
         self._config = {**base, "client.id": "sidepath-transactions", "transactional.id": transactional_id,
-                        "transaction.timeout.ms": transaction_timeout_ms,
+                        "transaction.timeout.ms": txn_timeout_ms,
                         # librdkafka: a message may not outlive its transaction
-                        "message.timeout.ms": min(int(base.get("message.timeout.ms", 300_000)),
-                                                  transaction_timeout_ms)}
+                        "message.timeout.ms": min(int(base.get("message.timeout.ms", 300_000)), txn_timeout_ms)}
         self.limits = self._topic_limits()
         self._producer: Producer | None = None
         self._fenced: FatalError | None = None     # set once another live process took the id
@@ -122,15 +121,20 @@ class TransactionalResults:
         return limits
 
     def _open(self) -> None:
-        producer = Producer({"log_level": 2, **self._config,
-                             "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+        try:
+            producer = Producer({"log_level": 2, **self._config,
+                                 "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+        except KafkaException as exc:
+            raise settings_refused(self.key, self.url, exc) from None
         try:
             producer.init_transactions(min(self.timeout_s, DEADLINE_S))
         except KafkaException as exc:
             err = exc.args[0]
             if err.retriable() or err.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
                                                  KafkaError._ALL_BROKERS_DOWN):
-                raise TransientSinkError(f"exactly-once sink {self.url}: {err.str()}") from None
+                raise TransientSinkError(f"exactly-once sink {self.url}: no answer from the transaction "
+                                         f"coordinator ({err.name()}); check that the brokers in the URL "
+                                         "are up and reachable") from None
             raise FatalError(f"exactly-once sink {self.url}: the broker refused transactions ({err.str()}); "
                              "it needs transaction.state.log.replication.factor <= the number of brokers "
                              "and the TRANSACTIONAL_ID ACL for this transactional.id") from None

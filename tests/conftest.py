@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -22,18 +20,13 @@ pytest_plugins = [
 @pytest.fixture(scope="session")
 def kafka_broker():
     """A real single-node Apache Kafka (KRaft) on free loopback ports."""
-    from sidepath.worker.devkafka import Broker
+    from tests.kafka_util import private_broker
 
     if os.environ.get("KAFKA_BOOTSTRAP"):        # an already running broker (see docs/operations.md)
         yield None
         return
-    broker = Broker(Path(tempfile.mkdtemp(prefix="sidepath-kafka-")))
-    broker.format()
-    broker.start()
-    try:
+    with private_broker() as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,34 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
-from typing import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+if TYPE_CHECKING:
+    from sidepath.worker.devkafka import Broker
+
+
+@contextmanager
+def private_broker(prefix: str = "sidepath-kafka-") -> Iterator["Broker"]:
+    """A real single-node broker on free loopback ports, of the caller alone (to stop, restart or
+    share by a session); stopped and its files removed afterwards."""
+    from sidepath.worker.devkafka import Broker
+
+    broker = Broker(Path(tempfile.mkdtemp(prefix=prefix)))
+    broker.format()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop(hard=True)
+        shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:

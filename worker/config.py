@@ -18,7 +18,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sidepath.worker.errors import ConfigError
 
@@ -300,13 +299,15 @@ def _validate(cfg: Config) -> None:
 
 def _check_exactly_once(urls: list[str], bootstrap: str) -> None:
     """A Kafka transaction covers one cluster: the result topics must live where the offsets are."""
+    from sidepath.sinks.kafka import producer_config_of_url   # sinks import this module: not at the top
+
     source = {h.strip() for h in bootstrap.split(",") if h.strip()}
     for url in urls:
         if not url.startswith("kafka://"):
             raise ConfigError("sinks.urls", mask_url(url), "exactly-once writes results in Kafka transactions: "
                               "use only kafka:// result sinks, or set sinks.exactly_once = false")
-        hosts = {h.strip() for h in urlsplit(url.split("?", 1)[0]).netloc.rpartition("@")[2].split(",")}
-        if hosts != source:
+        settings, _topic, _timeout = producer_config_of_url(url, key="sinks.urls")
+        if set(settings["bootstrap.servers"].split(",")) != source:
             raise ConfigError("sinks.urls", mask_url(url), "exactly-once needs the result topics on the source "
                               f"cluster: use the hosts of kafka.bootstrap_servers ({bootstrap}) in the URL")
 

@@ -113,10 +113,9 @@ class Engine:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
         self.metrics.rebalances.labels("assign").inc()
-        committed = {}
+        committed: dict[TP, int | None] = {}
         try:
-            for tp in consumer.committed(partitions, timeout=10):
-                committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+            committed = self.committed_offsets([(p.topic, p.partition) for p in partitions])
         except KafkaException as exc:
             log.warning("could not read committed offsets on assignment: %s", exc)
         for p in partitions:
@@ -298,7 +297,7 @@ class Engine:
         inf.remaining -= 1
         if not c.ok:
             inf.timings_ms["_error"] = 1
-        if self.held is not None and c.result is not None:
+        if self.held is not None:
             if inf.held is None:
                 inf.held = []
             inf.held.append(c.result)

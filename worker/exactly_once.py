@@ -89,12 +89,10 @@ class HeldResults:
         aborted (everything stays held and is tried again at the next commit)."""
         if not self._settle_unsure():
             return False
-        taken: list[tuple[TP, int]] = []
         results: list[Result] = []
         for tp, target in offsets.items():
             held = self._held.get(tp, {})
             for off in sorted(o for o in held if o < target):    # in offset order, as consumed
-                taken.append((tp, off))
                 results.extend(held[off])
         tps = [TopicPartition(t, p, o, metadata=metadata) for (t, p), o in offsets.items()]
         try:
@@ -106,7 +104,5 @@ class HeldResults:
         except TransientSinkError as exc:
             log.warning("%s", exc)
             return False
-        for tp, off in taken:
-            del self._held[tp][off]
-        self.messages -= len(taken)
+        self._release(offsets)
         return True

@@ -49,9 +49,15 @@ class Completion:
     exactly-once, ready for the transaction that commits its offset)."""
 
     inflight: Inflight
-    ok: bool
-    error: str = ""
-    result: Result | None = None
+    result: Result
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def error(self) -> str:
+        return self.result.msg
 
 
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],

@@ -369,7 +369,7 @@ class SinkWriter(threading.Thread):
             k = (o.result.model, "ok" if o.result.ok else "error")
             counts[k] = counts.get(k, 0) + 1
             result = final.get(id(o.result), o.result)
-            done.append(Completion(o.inflight, result.ok, result.msg, result))
+            done.append(Completion(o.inflight, result))
         self.completions.put(done)     # one hand-off per write
         for (model, outcome), n in counts.items():
             self.metrics.results.labels(model, outcome).inc(n)

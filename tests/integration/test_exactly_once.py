@@ -19,8 +19,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from sidepath.worker.devkafka import Broker, free_ports, group_offsets
-from tests.kafka_util import create_topic, produce
+from sidepath.worker.devkafka import free_ports, group_offsets
+from tests.kafka_util import create_topic, private_broker, produce
 from tests.worker_util import ThreadWorker, start_worker_process, wait_for, worker_config, write_config_file
 
 pytestmark = pytest.mark.kafka
@@ -167,10 +167,7 @@ def test_a_result_too_large_for_the_topic_becomes_an_error_row(tmp_path, kafka_b
 def test_broker_stopped_and_restarted_mid_stream_each_result_once(tmp_path):
     """Transactions in flight when the broker goes away are aborted and tried again: nothing is lost,
     nothing is visible twice."""
-    broker = Broker(tmp_path / "kafka")
-    broker.format()
-    broker.start()
-    try:
+    with private_broker("sidepath-eos-kafka-") as broker:
         b = broker.bootstrap
         src, out = "eos-bk-in", "eos-bk-out"
         create_topic(b, src, 2)
@@ -196,8 +193,6 @@ def test_broker_stopped_and_restarted_mid_stream_each_result_once(tmp_path):
         assert w.metric("sidepath_commit_failures_total") >= 1     # the outage did abort transactions
         ids = [r["postid"] for r in _results(b, out)]
         assert sorted(ids) == sorted(f"p{i}" for i in range(n)), "lost or duplicated results"
-    finally:
-        broker.stop(hard=True)
 
 
 def test_two_workers_sharing_a_transactional_id_one_line_and_still_once(tmp_path, kafka_bootstrap):
@@ -227,3 +222,13 @@ def test_two_workers_sharing_a_transactional_id_one_line_and_still_once(tmp_path
     assert w2.stop()["fatal"] is None
     ids = [r["postid"] for r in _results(kafka_bootstrap, out)]
     assert sorted(ids) == sorted(f"p{i}" for i in range(n)), "lost or duplicated results"
+
+
+def test_a_setting_librdkafka_refuses_is_one_config_line(kafka_bootstrap, topic):
+    from sidepath.sinks.kafka_transaction import TransactionalResults
+    from sidepath.worker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="librdkafka refused the settings") as e:
+        TransactionalResults([f"kafka://{kafka_bootstrap}/{topic}?compression.type=bogus"],
+                             transactional_id="sidepath-test-bogus")
+    assert e.value.key == "sinks.urls"

@@ -4,19 +4,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
 from sidepath.sinks import open_dead_letter_sink, open_sink
 from sidepath.sinks.base import DeadLetter, Result, SourceRef
-from sidepath.worker.devkafka import Broker, kafka_tool
+from sidepath.worker.devkafka import kafka_tool
 from sidepath.worker.errors import TransientSinkError
-from tests.kafka_util import create_topic, end_offsets, read_all
+from tests.kafka_util import create_topic, end_offsets, private_broker, read_all
 
 pytestmark = pytest.mark.kafka
 
@@ -115,13 +113,8 @@ def test_a_dead_letter_too_large_for_its_topic_keeps_the_failure_without_the_val
 @pytest.fixture(scope="module")
 def own_broker():
     """A broker of this module's own, to stop and start without disturbing the shared one."""
-    broker = Broker(Path(tempfile.mkdtemp(prefix="sidepath-kafka-restart-")))
-    broker.format()
-    broker.start()
-    try:
+    with private_broker("sidepath-kafka-restart-") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.mark.slow

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import http.server
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from sidepath.worker.devkafka import Broker
+from tests.kafka_util import private_broker
 from tests.fixtures.media import Handler, MediaServer, send
 from tests.reliability.mix import mixed_requests
 from tests.reliability.scenario import Expect, Item, good
@@ -124,14 +121,8 @@ def test_media_servers_slow_flapping_and_gone(scenario, sizes, rel_media, media_
 @pytest.fixture
 def own_broker():
     """A broker of this test alone: it is stopped and restarted mid-stream."""
-    broker = Broker(Path(tempfile.mkdtemp(prefix="sidepath-rel-kafka-")))
-    broker.format()
-    broker.start()
-    try:
+    with private_broker("sidepath-rel-kafka-") as broker:
         yield broker
-    finally:
-        broker.stop(hard=True)
-        shutil.rmtree(broker.workdir, ignore_errors=True)
 
 
 def test_broker_stopped_and_restarted_mid_stream(scenario, sizes, rel_media, own_broker):

@@ -51,5 +51,6 @@ def test_exactly_once_needs_kafka_sinks_on_the_source_cluster():
     with pytest.raises(ConfigError, match="on the source cluster"):
         load_config(None, environ={}, overrides={**base, "sinks.urls": ["kafka://127.0.0.3:9092/results"]})
     cfg = load_config(None, environ={}, overrides={**base, "sinks.urls": [
-        "kafka://u:${PW}@127.0.0.1:9093,127.0.0.1:9092/results?compression.type=zstd"]})
+        "kafka://u:${PW}@127.0.0.1:9093,127.0.0.1:9092/results?compression.type=zstd"
+        "&security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512"]})
     assert cfg.sinks.exactly_once
