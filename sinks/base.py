@@ -13,10 +13,11 @@ redelivery after a crash writes the same row again, never a second row.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, Sequence, runtime_checkable
+
+from sidepath.sinks.json_codec import encode
 
 __all__ = ["SourceRef", "Result", "DeadLetter", "Rejected", "Sink", "DeadLetterSink", "utc_now"]
 
@@ -72,8 +73,9 @@ class Result:
             **({"extra": self.extra} if self.extra else {}),
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, default=str)
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON (``sinks/json_codec.py``)."""
+        return encode(self.to_dict())
 
 
 @dataclass(frozen=True, slots=True)

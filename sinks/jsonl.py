@@ -13,7 +13,6 @@ last line per key over the rotated files and the live one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 from sidepath.sinks.base import DeadLetter, Rejected, Result
+from sidepath.sinks.json_codec import decode, encode
 from sidepath.sinks.jsonl_file import AppendOnlyFile, segments
 from sidepath.sinks.url import SinkOptions, split_query
 from sidepath.worker.errors import ConfigError
@@ -70,7 +70,7 @@ class JsonlSink:
         return self.file.path
 
     def write(self, results: Sequence[Result]) -> Sequence[Rejected]:
-        self.file.append([r.to_json().encode() + b"\n" for r in results])
+        self.file.append([r.to_json() + b"\n" for r in results])
         return []
 
     def close(self) -> None:
@@ -88,7 +88,7 @@ class JsonlDeadLetterSink:
         return self.file.path
 
     def write_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self.file.append([json.dumps(d.to_dict(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        self.file.append([encode(d.to_dict()) + b"\n"
                           for d in letters])
 
     def close(self) -> None:
@@ -107,7 +107,7 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 if not line.endswith(b"\n"):
                     break              # a torn tail being written right now
                 try:
-                    doc = json.loads(line)
+                    doc = decode(line)
                 except ValueError:
                     log.warning("%s line %d is not JSON; skipped", seg, n)
                     continue

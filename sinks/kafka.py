@@ -114,52 +114,47 @@ class _KafkaWriter:
             self.producer = BatchProducer(config, self.topic)
         except KafkaException as exc:
             raise settings_refused(self.key, self.url, exc) from None
-        # message -> Delivery of the attempt that last raised TransientSinkError: a retry of the
+        # message -> Delivery, of the attempt that last raised TransientSinkError: a retry of the
         # same batch must wait for those still queued in librdkafka, not produce them twice
-        self._previous: dict[OutMessage, Delivery] = {}
-        self._tracked: dict[OutMessage, Delivery] = {}
-
-    def _begin(self) -> None:
-        self._previous, self._tracked = self._tracked, {}
-
-    def _end(self) -> None:
-        self._previous, self._tracked = {}, {}
+        self._unsettled: dict[OutMessage, Delivery] = {}
 
     def _check_fatal(self) -> None:
         err = self.producer.fatal_error
         if err is not None:
             raise FatalError(f"{self.kind} {self.url}: {describe(err, self.topic)}")
 
-    def _submit(self, m: OutMessage) -> Delivery:
-        d = self._previous.get(m)
-        if d is None or (d.done and not d.ok):
-            d = self.producer.submit(m)      # new, or failed for good last time: produce (again)
-        self._tracked[m] = d
+    def _submit(self, m: OutMessage, previous: dict[OutMessage, Delivery]) -> Delivery:
+        d = previous.get(m) if previous else None
+        if d is None or d.error is not None:
+            d = self.producer.submit(m)      # new, or failed last time: produce (again)
         return d
 
     def _deliver(self, messages: Sequence[OutMessage]) -> list[KafkaError | None]:
         """Send and wait; retry refused messages alone; raise for fatal and transient failures."""
         self._check_fatal()
-        deliveries = [self._submit(m) for m in messages]
-        self.producer.wait(deliveries, self.timeout_s)
-        if len(deliveries) > 1:
+        previous, self._unsettled = self._unsettled, {}
+        deliveries = [self._submit(m, previous) for m in messages]
+        settled = self.producer.wait(self.timeout_s)
+        if settled and len(deliveries) > 1:
             for i, d in enumerate(deliveries):
-                if d.done and d.error is not None and verdict(d.error) == "reject":
-                    alone = self.producer.submit(messages[i])
-                    self.producer.wait([alone], self.timeout_s)
-                    deliveries[i] = self._tracked[messages[i]] = alone
+                if d.error is not None and verdict(d.error) == "reject":
+                    deliveries[i] = self.producer.submit(messages[i])
+                    settled = self.producer.wait(self.timeout_s)
         self._check_fatal()
         errors = [d.error for d in deliveries]
         for e in errors:
             if e is not None and verdict(e) == "fatal":
                 raise FatalError(f"{self.kind} {self.url}: {describe(e, self.topic)}")
-        waiting = sum(not d.done for d in deliveries)
         failed = [e for e in errors if e is not None and verdict(e) == "transient"]
-        if waiting or failed:
-            why = describe(failed[0], self.topic) if failed else \
-                f"no answer from the broker within {self.timeout_s:g} s (kept queued, the retry waits for it)"
-            raise TransientSinkError(f"{self.kind} {self.url}: {waiting + len(failed)} of {len(messages)} "
-                                     f"message(s) not acknowledged: {why}")
+        if not settled or failed:
+            # without an error, a message is either acknowledged or still queued (when not settled)
+            self._unsettled = {m: d for m, d in zip(messages, deliveries) if d.error is None}
+            if failed:
+                raise TransientSinkError(f"{self.kind} {self.url}: {len(failed)} of {len(messages)} message(s) "
+                                         f"not acknowledged: {describe(failed[0], self.topic)}")
+            raise TransientSinkError(f"{self.kind} {self.url}: {len(messages)} message(s) sent, some not "
+                                     f"acknowledged within {self.timeout_s:g} s (kept queued, the retry waits "
+                                     "for them)")
         return errors
 
     def close(self) -> None:
@@ -171,14 +166,12 @@ class KafkaSink(_KafkaWriter):
 
     @staticmethod
     def _message(r: Result) -> OutMessage:
-        return OutMessage(r.postid.encode(), r.to_json().encode(),
+        return OutMessage(r.postid.encode(), r.to_json(),
                           (("model", r.model.encode()), ("model_version", r.model_version.encode()),
                            ("content-type", b"application/json")))
 
     def write(self, results: Sequence[Result]) -> Sequence[Rejected]:
-        self._begin()
         errors = self._deliver([self._message(r) for r in results])
-        self._end()
         rejected = [Rejected(r, describe(e, self.topic), f"KafkaError.{e.name()}")
                     for r, e in zip(results, errors) if e is not None]
         for rej in rejected:
@@ -202,7 +195,6 @@ class KafkaDeadLetterSink(_KafkaWriter):
         return OutMessage(d.key, d.value if keep_value else None, tuple(headers))
 
     def write_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self._begin()
         errors = self._deliver([self._message(d) for d in letters])
         too_big = [d for d, e in zip(letters, errors) if e is not None]
         if too_big:
@@ -213,4 +205,3 @@ class KafkaDeadLetterSink(_KafkaWriter):
             bad = next((e for e in errors if e is not None), None)
             if bad is not None:
                 raise SinkError(f"dead-letter sink {self.url}: {describe(bad, self.topic)}")
-        self._end()

@@ -1,10 +1,14 @@
-"""Produce with an idempotent producer and track each message until the broker answers.
+"""Produce with an idempotent producer and learn which messages the broker refused.
 
 ``BatchProducer.submit(message)`` hands one message to librdkafka and returns a
-``Delivery`` that fills in when its delivery report arrives (``error`` None =
-acknowledged with acks=all).  ``wait(deliveries, timeout_s)`` flushes until
-they all have reports or the time is up.  A message without a report stays
-queued inside librdkafka, which keeps retrying it under the idempotent
+``Delivery`` whose ``error`` fills in if delivery fails.  librdkafka reports
+failures only (``delivery.report.only.error``): a report for every success
+would be a Python callback per message inside ``flush()``, each one taking
+the GIL back from the busy poll loop, and waiting for it stretched the sink's
+flushes (docs/benchmarks.md).  ``wait(timeout_s)`` flushes until the
+producer's queue is empty: then every message it was handed has either been
+acknowledged (acks=all) or has its error.  A message still queued when time
+runs out stays inside librdkafka, which keeps retrying it under the idempotent
 producer's sequence numbers: when the broker comes back it is written once,
 never twice.  That is why the sinks, retrying a batch, wait on the ``Delivery``
 of a message still queued instead of producing it again.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -52,20 +56,16 @@ class OutMessage:
 
 
 class Delivery:
-    """The fate of one produced message: pending until ``done``."""
+    """The fate of one produced message: ``error`` is set if it failed; it is delivered once
+    the producer's queue has emptied without an error for it."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("error",)
 
     def __init__(self) -> None:
-        self.done = False
         self.error: KafkaError | None = None
 
     def report(self, error: KafkaError | None, _msg: Any = None) -> None:
-        self.error, self.done = error, True
-
-    @property
-    def ok(self) -> bool:
-        return self.done and self.error is None
+        self.error = error
 
 
 def verdict(error: KafkaError) -> Verdict:
@@ -100,7 +100,8 @@ class BatchProducer:
         self._last_logged: dict[int, float] = {}
         # librdkafka's own log lines go through logging (never raw stderr); error_cb reports the errors,
         # so only its critical lines are kept
-        self._producer = Producer({"log_level": 2, **config, "error_cb": self._on_error,
+        self._producer = Producer({"log_level": 2, **config, "delivery.report.only.error": True,
+                                   "error_cb": self._on_error,
                                    "logger": logging.getLogger("sidepath.sinks.librdkafka")})
 
     @property
@@ -132,14 +133,9 @@ class BatchProducer:
                 d.report(exc.args[0])
                 return d
 
-    def wait(self, deliveries: Sequence[Delivery], timeout_s: float) -> None:
-        """Serve delivery reports until every one of ``deliveries`` is done or time is up."""
-        deadline = time.monotonic() + timeout_s
-        while not all(d.done for d in deliveries):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self._producer.flush(min(left, 1.0))
+    def wait(self, timeout_s: float) -> bool:
+        """Flush (serving error reports) until nothing is queued; False when time ran out first."""
+        return self._producer.flush(timeout_s) == 0
 
     def close(self, timeout_s: float) -> int:
         """Flush what is queued; return how many messages were never acknowledged."""

@@ -122,7 +122,8 @@ class TransactionalResults:
 
     def _open(self) -> None:
         try:
-            producer = Producer({"log_level": 2, **self._config,
+            # failures only: see kafka_delivery.py for what a report per success costs
+            producer = Producer({"log_level": 2, **self._config, "delivery.report.only.error": True,
                                  "logger": logging.getLogger("sidepath.sinks.librdkafka")})
         except KafkaException as exc:
             raise settings_refused(self.key, self.url, exc) from None
@@ -224,7 +225,7 @@ class TransactionalResults:
                 d = Delivery()
                 deliveries.append(d)
                 self._produce(p, topic, m, d)
-        failed = next((d.error for d in deliveries if d.done and d.error is not None), None)
+        failed = next((d.error for d in deliveries if d.error is not None), None)
         if failed is not None:
             raise KafkaException(failed)
         if offsets:

@@ -24,7 +24,6 @@ retried and what is fatal.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from sidepath.sinks.base import Rejected, Result
+from sidepath.sinks.json_codec import encode
 from sidepath.sinks.sql_errors import classify, first_line
 from sidepath.sinks.sql_schema import REQUIRED_COLUMNS, results_table, row_of
 from sidepath.sinks.sql_upsert import upsert_statement
@@ -59,16 +59,8 @@ _DEFAULT_DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", 
 _KEY_CHUNK = 500
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays from model outputs become plain JSON values."""
-    for attr in ("tolist", "item"):
-        if hasattr(value, attr):
-            return getattr(value, attr)()
-    return str(value)
-
-
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return encode(value).decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from sidepath.decoders.base import DecodeSpec
 from sidepath.worker.config import Config, mask_url
 from sidepath.worker.errors import ConfigError
+from sidepath.worker.gc_tuning import settle_after_startup
 from sidepath.worker.inflight import Inflight
 from sidepath.worker.metrics import Metrics
 from sidepath.worker.stages import STOP, DecodeStage, Failures, ModelRunner, SinkWriter
@@ -117,6 +118,7 @@ class Pipeline:
                                         decode=lambda ref, kind, s: decode_media(ref, kind, s, fetcher),
                                         threads=d.threads, model_queues=self.model_queues, failures=self.failures,
                                         metrics=metrics, add_bytes=lambda inf, n: self.add_bytes(inf, n))
+        settle_after_startup()      # start-up objects out of the collector's way (worker/gc_tuning.py)
 
     def start(self) -> None:
         for r in self.runners:

@@ -7,12 +7,12 @@ Anything else raises ``BadRequest`` with a one-line reason.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidepath.decoders.base import MEDIA_KINDS
 from sidepath.sinks.base import SourceRef
+from sidepath.sinks.json_codec import decode
 from sidepath.worker.errors import BadRequest
 
 __all__ = ["Request", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES", "MAX_DEPTH"]
@@ -21,6 +21,7 @@ ID_FIELDS = ("postid", "uid", "seqid")
 MAX_MESSAGE_BYTES = 1_000_000
 MAX_ID_CHARS = 256
 MAX_DEPTH = 64                 # nesting of objects and arrays in one message
+_NOT_EXTRA = frozenset((*ID_FIELDS, *MEDIA_KINDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class Request:
 
 
 def _as_id(name: str, value: Any) -> str:
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:     # the common case, checked first
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest(f"field {name!r} must be a string or an integer, got {type(value).__name__}")
     text = str(value)
@@ -64,7 +67,7 @@ def parse_request(value: bytes | None, source: SourceRef) -> Request:
         raise BadRequest(f"message is {len(value)} bytes, over the {MAX_MESSAGE_BYTES}-byte cap; "
                          "send media by URL rather than inline")
     try:
-        doc = json.loads(value)
+        doc = decode(value)
     except RecursionError:
         raise BadRequest(f"not JSON: nested too deeply to parse; at most {MAX_DEPTH} levels are accepted") from None
     except ValueError as exc:
@@ -80,20 +83,23 @@ def parse_request(value: bytes | None, source: SourceRef) -> Request:
     if missing:
         raise BadRequest(f"missing field(s) {', '.join(missing)}; every request needs postid, uid and seqid")
     ids = [_as_id(f, doc[f]) for f in ID_FIELDS]
-    kind = next((k for k in MEDIA_KINDS if doc.get(k)), None)
-    if kind is None:
+    for kind in MEDIA_KINDS:
+        if doc.get(kind):
+            break
+    else:
         raise BadRequest(f"no media: set one of {', '.join(MEDIA_KINDS)} to a URL, path or base64 payload")
     ref = doc[kind]
     if not isinstance(ref, str):
         raise BadRequest(f"field {kind!r} must be a string (URL, path or base64), got {type(ref).__name__}")
-    extra = {k: v for k, v in doc.items() if k not in ID_FIELDS and k not in MEDIA_KINDS}
+    # most messages carry nothing else: ids + one media field
+    extra = {k: v for k, v in doc.items() if k not in _NOT_EXTRA} if len(doc) > 4 else {}
     return Request(*ids, kind=kind, ref=ref, source=source, extra=extra)
 
 
 def ids_from_raw(value: bytes | None) -> tuple[str, str, str]:
     """Best-effort ids of a message that failed to parse, for its error result."""
     try:
-        doc = json.loads(value or b"")
+        doc = decode(value or b"")
     except (ValueError, RecursionError):
         return ("", "", "")
     if not isinstance(doc, dict):
