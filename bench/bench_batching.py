@@ -94,7 +94,7 @@ def _batched(model, images, max_wait_ms: float) -> Outcome:
 
 
 def run_bench(images: int, *, size: int = 224, max_batch: int = 32, max_wait_ms: float = 20,
-              batch_tuning: str = "auto", channels_last: str = "auto", rounds: int = 1) -> str:
+              batch_tuning: str = "auto", channels_last: str = "auto", rounds: int = 1, record: bool = True) -> str:
     # the model's defaults (what a user gets) unless the flags say otherwise; both modes share the model
     model = create_model("embedding", max_batch=max_batch, options={"size": size, "channels_last": channels_last},
                          batch_tuning=batch_tuning)
@@ -117,9 +117,10 @@ def run_bench(images: int, *, size: int = 224, max_batch: int = 32, max_wait_ms:
                      f"{100 * full:.0f}%" if o is batched else "-"])
     table = markdown_table(["mode", "images", "seconds", "images/s", "vs one at a time", "mean batch",
                             "batches >= 90% full (all but the last)"], rows)
-    summary("batching", [(f"embedding net {size}x{size} over {images} images (CPU; batches {100 * full:.0f}% full)",
-                          f"one request at a time: {single.rate:.1f} images/s",
-                          f"batched: {batched.rate:.1f} images/s", f"{batched.rate / single.rate:.2f}x")])
+    if record:      # a headline row for `python -m bench`; never from test-sized runs
+        summary("batching", [(f"embedding net {size}x{size} over {images} images (CPU; batches {100 * full:.0f}% full)",
+                              f"one request at a time: {single.rate:.1f} images/s",
+                              f"batched: {batched.rate:.1f} images/s", f"{batched.rate / single.rate:.2f}x")])
     layout = "channels_last" if model.channels_last else "NCHW"
     return (f"{table}\n\nEmbedding net ({size}x{size}, fp32, {layout}, CPU, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads), max_batch {max_batch} (the network runs chunks of "
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     n = args.images or (200 if args.quick else 2000)
     text = run_bench(n, size=args.size, max_batch=args.max_batch, batch_tuning=args.batch_tuning,
-                     channels_last=args.channels_last, rounds=args.rounds)
+                     channels_last=args.channels_last, rounds=args.rounds, record=not args.no_docs)
     print(text)
     if not args.no_docs:
         print(f"written to {write_block('models.md', 'batching', text)}")

@@ -3,7 +3,12 @@ against a raw confluent-kafka loop that consumes, decodes the JSON, produces a
 JSON result and commits -- same broker, same messages, same run.  Also the peak
 RSS of a worker process with a small and a large backlog (bounded by the caps).
 
-    python -m bench.bench_engine [--messages 20000] [--backlog 200000] [--quick]
+Both loops run in this one process under the same garbage-collector settings: a
+worker tunes the collector once its models are loaded (worker/gc_tuning.py),
+and the raw loop gets the same tuning first, so the ratio measures the engine,
+not the collector.
+
+    python -m bench.bench_engine [--messages 50000] [--backlog 200000] [--quick]
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from confluent_kafka import Consumer, Producer
 
 from bench.report import machine, markdown_table, summary, write_block
 from sidepath.worker.devkafka import Broker
+from sidepath.worker.gc_tuning import settle_after_startup
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, worker_config, write_config_file
 
@@ -96,14 +102,15 @@ def peak_rss_mb(bootstrap: str, topic: str, tmp: Path, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--messages", type=int, default=50000)
     ap.add_argument("--backlog", type=int, default=200000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
         args.messages, args.backlog, args.rounds = 5000, 20000, 1
     logging.basicConfig(level=logging.WARNING)
+    settle_after_startup()          # the raw loop under the collector settings a worker uses
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     broker = Broker(tmp / "kafka")
     broker.format()

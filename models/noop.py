@@ -16,7 +16,7 @@ from sidepath.models.base import ModelBase
 __all__ = ["NoopModel", "NoopItem"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NoopItem:
     kind: str
     frames: int

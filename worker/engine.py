@@ -243,18 +243,20 @@ class Engine:
                 raise KafkaException(err)
             log.warning("consumer error: %s", err.str())
             return None
-        key = (m.topic(), m.partition())
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        key = (topic, partition)
         if not self.tracker.owns(key):          # fetched before a revoke: the next owner has it
             return None
-        if self.until_end and m.offset() >= self.end_offsets.get(key, m.offset() + 1):
+        if self.until_end and offset >= self.end_offsets.get(key, offset + 1):
             return None                         # produced after the start: left for the next run
-        source = SourceRef(m.topic(), m.partition(), m.offset())
-        epoch = self.tracker.add(key, m.offset())
+        source = SourceRef(topic, partition, offset)
+        epoch = self.tracker.add(key, offset)
         ts_type, ts = m.timestamp()
         value = m.value()
-        inf = Inflight(source, epoch, m.key(), value, tuple(m.headers() or ()), ts if ts_type else None,
-                       remaining=len(self.models), nbytes=len(value or b""))
-        self.inflight[(source.topic, source.partition, source.offset)] = inf
+        headers = m.headers()
+        inf = Inflight(source, epoch, m.key(), value, tuple(headers) if headers else (), ts if ts_type else None,
+                       remaining=len(self.models), nbytes=len(value) if value else 0)
+        self.inflight[(topic, partition, offset)] = inf
         self._message_bytes += inf.nbytes
         self.stats.taken += 1
         if self.stats.first_take is None:
