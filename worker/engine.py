@@ -275,15 +275,21 @@ class Engine:
         except queue.Empty:
             return
         outcomes = [0, 0]                   # ok, error: counted once per drain, not per message
+        latencies: list[float] = []
+        now = time.monotonic()
         while True:
             for c in done:
                 finished = self._complete(c)
                 if finished is not None:
                     outcomes[finished] += 1
+                    latencies.append(now - c.inflight.t0)
             try:
                 done = self.completions.get_nowait()
             except queue.Empty:
                 break
+        if latencies:
+            self.metrics.end_to_end_seconds.observe_many(latencies)
+            self.stats.last_done = now
         if outcomes[0]:
             self.metrics.messages.labels("ok").inc(outcomes[0])
         if outcomes[1]:
@@ -310,10 +316,7 @@ class Engine:
         if self.tracker.done(inf.tp, src.offset, inf.epoch) and self.held is not None:
             self.held.hold(inf.tp, src.offset, inf.held or [])
         error = "_error" in inf.timings_ms
-        now = time.monotonic()
-        self.metrics.end_to_end_seconds.observe(now - inf.t0)
         self.stats.done += 1
-        self.stats.last_done = now
         self.stats.errors += error
         self._done_since_commit += 1
         return int(error)

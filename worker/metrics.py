@@ -7,10 +7,15 @@ partitions are removed (``forget_partition``).
 """
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any
+from itertools import accumulate
+from typing import Any, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["Metrics", "build_metrics", "STAGES"]
 
@@ -35,7 +40,7 @@ class Metrics:
     commits: Counter
     stalls: Counter
     stage_seconds: Histogram
-    end_to_end_seconds: Histogram
+    end_to_end_seconds: "BatchHistogram"
     batch_size: Histogram
     inflight_messages: Gauge
     inflight_bytes: Gauge
@@ -54,6 +59,45 @@ class Metrics:
                 g.remove(*labels)
             except KeyError:
                 pass
+
+
+class BatchHistogram:
+    """A histogram without labels that takes its observations a batch at a time.
+
+    For the one observed per message on the poll loop: prometheus_client's Histogram takes two
+    locks and walks its buckets in Python for every value, a tenth of the poll loop's time at
+    50,000 messages/s.  Here a batch costs one lock, and each value a C bisect.  It exports the
+    same series (``_bucket{le}``, ``_count``, ``_sum``).
+    """
+
+    def __init__(self, name: str, documentation: str, *, buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self._bounds = sorted(float(b) for b in buckets)
+        self._counts = [0] * (len(self._bounds) + 1)         # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()                         # observed on the poll loop, read by scrapes
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        values = list(values)
+        slots = [bisect_left(self._bounds, v) for v in values]     # first bound >= v: Prometheus' le
+        with self._lock:
+            counts = self._counts
+            for i in slots:
+                counts[i] += 1
+            self._sum += sum(values)
+
+    def collect(self) -> Any:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative = list(accumulate(counts))
+        les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(les, cumulative)),
+                                    sum_value=total)
 
 
 class _NvdecCollector:
@@ -106,8 +150,8 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
                        registry=r),
         stage_seconds=Histogram("sidepath_stage_duration_seconds", "Time spent per stage and message.",
                                 ["stage"], buckets=_LAT, registry=r),
-        end_to_end_seconds=Histogram("sidepath_message_duration_seconds",
-                                     "From poll to durable result, per message.", buckets=_LAT, registry=r),
+        end_to_end_seconds=BatchHistogram("sidepath_message_duration_seconds",
+                                          "From poll to durable result, per message.", buckets=_LAT, registry=r),
         batch_size=Histogram("sidepath_batch_size_units", "Units (frames or clips) per model call.",
                              ["model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r),
         inflight_messages=Gauge("sidepath_inflight_messages", "Messages taken and not yet done.", registry=r),

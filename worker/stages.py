@@ -100,7 +100,8 @@ class DecodeStage:
             return
         works: dict[str, list[Work]] = {m.name: [] for m in self.models}
         for inf in infs:
-            self._run(inf, works)
+            # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
+            self._prepare(inf, Media(kind=inf.request.kind, raw=inf.value), works)  # type: ignore[union-attr]
         self._send(works)
 
     def _send(self, works: dict[str, list[Work]]) -> None:
@@ -137,9 +138,7 @@ class DecodeStage:
         req = inf.request
         assert req is not None
         try:
-            # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
-            media = Media(kind=req.kind, raw=inf.value) if self.inline \
-                else self.decode(req.ref, req.kind, self.spec)
+            media = self.decode(req.ref, req.kind, self.spec)
         except MessageError as exc:
             self.failures.fail(inf, exc.stage, exc)
             return
@@ -158,6 +157,10 @@ class DecodeStage:
             self.metrics.fetched_bytes.inc(fetched)
         if nbytes:
             self.add_bytes(inf, nbytes)
+        self._prepare(inf, media, works)
+
+    def _prepare(self, inf: Inflight, media: Media, works: dict[str, list[Work]]) -> None:
+        """Each model's ``prepare`` of one message's media; its work is appended to ``works``."""
         for model in self.models:
             try:
                 prepared = model.prepare(media)
