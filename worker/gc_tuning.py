@@ -10,7 +10,8 @@ Once models are loaded, ``settle_after_startup`` moves every live object into
 the permanent generation (``gc.freeze``: they are never scanned again) and
 collects the young generation every 10,000 allocations instead of 700.
 Reference counting still frees almost everything at once; only garbage cycles
-wait a little longer.
+wait a little longer.  A cycle among the frozen start-up objects is never
+collected; those live as long as the worker anyway.
 """
 from __future__ import annotations
 
