@@ -79,9 +79,6 @@ class BatchHistogram:
         self._lock = threading.Lock()                         # observed on the poll loop, read by scrapes
         registry.register(self)
 
-    def observe(self, value: float) -> None:
-        self.observe_many((value,))
-
     def observe_many(self, values: Iterable[float]) -> None:
         values = list(values)
         slots = [bisect_left(self._bounds, v) for v in values]     # first bound >= v: Prometheus' le

@@ -22,7 +22,6 @@ MAX_MESSAGE_BYTES = 1_000_000
 MAX_ID_CHARS = 256
 MAX_DEPTH = 64                 # nesting of objects and arrays in one message
 _NOT_EXTRA = frozenset((*ID_FIELDS, *MEDIA_KINDS))
-_SHORTEST_INT, _LONGEST_INT = -10 ** (MAX_ID_CHARS - 1), 10 ** MAX_ID_CHARS     # as text: 1..256 characters
 
 
 # not frozen: one is built per message, and a frozen dataclass costs 2-3x to construct; never mutated
@@ -38,10 +37,8 @@ class Request:
 
 
 def _as_id(name: str, value: Any) -> str:
-    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:     # the common cases, checked first
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:     # the common case, checked first
         return value
-    if type(value) is int and _SHORTEST_INT < value < _LONGEST_INT:
-        return str(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest(f"field {name!r} must be a string or an integer, got {type(value).__name__}")
     text = str(value)

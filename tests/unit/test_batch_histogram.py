@@ -37,7 +37,7 @@ def test_same_buckets_count_and_sum_as_prometheus_histogram(batches):
 def test_exposition_has_the_usual_series():
     r = CollectorRegistry()
     h = BatchHistogram("sidepath_message_duration_seconds", "doc", buckets=BUCKETS, registry=r)
-    h.observe(0.3)
+    h.observe_many([0.3])
     h.observe_many([0.001, 200.0])
     text = generate_latest(r).decode()
     assert 'sidepath_message_duration_seconds_bucket{le="0.5"} 2.0' in text
