@@ -26,11 +26,12 @@ of a message still queued instead of producing it again.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Producer
+
+from sidepath.worker.logs import Throttle
 
 __all__ = ["OutMessage", "Delivery", "BatchProducer", "verdict", "describe", "Verdict"]
 
@@ -45,7 +46,6 @@ _FATAL = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATIO
           KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._INVALID_ARG,
           KafkaError._FATAL, KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
           KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT}
-_REPEAT_LOG_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ class BatchProducer:
     def __init__(self, config: dict[str, Any], topic: str) -> None:
         self.topic = topic
         self._fatal: KafkaError | None = None
-        self._last_logged: dict[int, float] = {}
+        self._repeats = Throttle()
         # librdkafka's own log lines go through logging (never raw stderr); error_cb reports the errors,
         # so only its critical lines are kept
         self._producer = Producer({"log_level": 2, **config, "delivery.report.only.error": True,
@@ -114,9 +114,7 @@ class BatchProducer:
             log.error("Kafka producer for %s failed for good: %s", self.topic, error.str())
             return
         # broker away: librdkafka reconnects by itself and reports every attempt; say it once in a while
-        now = time.monotonic()
-        if now - self._last_logged.get(error.code(), -_REPEAT_LOG_S) >= _REPEAT_LOG_S:
-            self._last_logged[error.code()] = now
+        if self._repeats.due(error.code()):
             log.warning("Kafka producer for %s: %s", self.topic, error.str())
         else:
             log.debug("Kafka producer for %s: %s", self.topic, error.str())

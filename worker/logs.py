@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime, timezone
+from typing import Hashable
 
-__all__ = ["setup_logging", "JsonFormatter"]
+__all__ = ["setup_logging", "JsonFormatter", "Throttle"]
 
 #: ``extra=`` fields copied into the JSON object when present
 CONTEXT_FIELDS = ("postid", "topic", "partition", "offset", "stage", "model", "group")
@@ -49,3 +51,19 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level)
     for noisy in ("urllib3", "PIL", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Throttle:
+    """Says a repeated condition once per ``period_s`` (per key): librdkafka reports every
+    reconnect attempt to a broker that is away, hundreds of lines a minute otherwise."""
+
+    def __init__(self, period_s: float = 30.0) -> None:
+        self.period_s = period_s
+        self._last: dict[Hashable, float] = {}
+
+    def due(self, key: Hashable) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.period_s) < self.period_s:
+            return False
+        self._last[key] = now
+        return True

@@ -22,6 +22,7 @@ from sidepath.worker.exactly_once import HeldResults
 from sidepath.worker.health import Health
 from sidepath.worker.http import HealthServer
 from sidepath.worker.kafka_config import consumer_config
+from sidepath.worker.logs import Throttle
 from sidepath.worker.metrics import build_metrics
 from sidepath.worker.pipeline import Pipeline
 
@@ -100,9 +101,10 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
         metrics.gpu_memory_budget.set(parse_quantity(cfg.deploy.gpu_memory))
         health.gpu_used = lambda: gpu_memory_used(pipe.device)
     health.runners = pipe.runners
+    repeats = Throttle()
     consumer = Consumer(consumer_config(cfg, on_commit=lambda err, parts: engine_ref[0].on_commit(err, parts)
                                         if engine_ref else None,
-                                        error_cb=lambda err: _on_client_error(err, on_fatal)))
+                                        error_cb=lambda err: _on_client_error(err, on_fatal, repeats)))
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
@@ -125,14 +127,17 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     return stats
 
 
-def _on_client_error(err: Any, on_fatal: Any) -> None:
-    """librdkafka's error callback: most errors are transient (the client reconnects)."""
+def _on_client_error(err: Any, on_fatal: Any, repeats: Throttle) -> None:
+    """librdkafka's error callback: most errors are transient (the client reconnects); each kind
+    is said once per 30 s, the repeats go to debug."""
     if err.fatal():
         on_fatal(FatalError(f"Kafka client fatal error: {err.str()}"))
     elif err.code() == KafkaError._AUTHENTICATION:
         on_fatal(FatalError(f"Kafka authentication failed ({err.str()}); check kafka.sasl_username and "
                             "SIDEPATH_KAFKA_SASL_PASSWORD"))
+    elif not repeats.due(err.code()):
+        log.debug("Kafka: %s", err.str())
     elif err.code() in (-195, -187):   # _TRANSPORT / _ALL_BROKERS_DOWN: it reconnects by itself
-        log.warning("Kafka: %s (retrying)", err.str())
+        log.warning("Kafka: %s (retrying; check kafka.bootstrap_servers and that the brokers are up)", err.str())
     else:
         log.warning("Kafka: %s", err.str())

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -46,6 +48,26 @@ def test_unreachable_config_and_bad_values_are_one_line(tmp_path):
                              "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"})
     assert r.returncode == 2 and "model.name='no-such-model'" in r.stderr and "installed:" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_unreachable_broker_is_said_once_with_the_fix_not_once_per_reconnect(tmp_path):
+    port = free_ports(1)[0]                 # nothing listens there
+    env = {"SIDEPATH_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "SIDEPATH_KAFKA_TOPIC": "t",
+           "SIDEPATH_MODEL_NAME": "noop", "SIDEPATH_METRICS_PORT": "0",
+           "SIDEPATH_SINKS_URLS": f"file://{tmp_path}/r.jsonl", "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"}
+    p = subprocess.Popen([sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "run"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    try:
+        time.sleep(8)                       # librdkafka retries the connection many times meanwhile
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    warnings = [json.loads(line)["message"] for line in out.splitlines()
+                if line.startswith("{") and json.loads(line)["level"] == "WARNING"]
+    assert p.returncode == 0, err[-2000:]
+    assert any("check kafka.bootstrap_servers" in w for w in warnings), warnings
+    assert 0 < len(warnings) <= 4, warnings          # once per kind of error, not per reconnect
+    assert "Traceback" not in out + err
 
 
 def test_dev_kafka_start_status_stop(tmp_path):
