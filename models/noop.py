@@ -42,6 +42,8 @@ class NoopModel(ModelBase):
 
     def prepare(self, media: Media) -> NoopItem:
         frames = media.frames
+        if frames is None and media.audio is None:      # the engine benchmark's case: nothing decoded
+            return NoopItem(media.kind, 0, 0.0, 0, 0)
         n = 0 if frames is None else int(frames.shape[0])
         h, w = (0, 0) if frames is None or frames.ndim < 3 else (int(frames.shape[1]), int(frames.shape[2]))
         audio_s = 0.0 if media.audio is None or not media.sample_rate else len(media.audio) / media.sample_rate

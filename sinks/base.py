@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from sidepath.sinks.json_codec import encode
 
@@ -26,9 +26,10 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRef:
-    """Where a message came from: its Kafka coordinates (or a job's input row)."""
+class SourceRef(NamedTuple):
+    """Where a message came from: its Kafka coordinates (or a job's input row).
+    A named tuple: immutable like a frozen dataclass, and a fifth of its cost to build (one
+    per message)."""
 
     topic: str
     partition: int

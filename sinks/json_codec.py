@@ -52,6 +52,10 @@ def decode(data: bytes) -> Any:
 def encode(value: Any) -> bytes:
     """Compact UTF-8 JSON bytes of ``value``."""
     try:
+        return orjson.dumps(value, default=plain)
+    except TypeError:           # orjson.JSONEncodeError is one
+        pass
+    try:                        # keys that are not strings (json writes them as text): a slower option
         return orjson.dumps(value, default=plain, option=_OPTIONS)
-    except (TypeError, orjson.JSONEncodeError):
+    except TypeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=plain).encode()

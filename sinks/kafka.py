@@ -38,7 +38,7 @@ from sidepath.sinks.url import SinkOptions, split_query
 from sidepath.worker.config import mask_url
 from sidepath.worker.errors import ConfigError, FatalError, SinkError, TransientSinkError
 
-__all__ = ["KafkaSink", "KafkaDeadLetterSink", "producer_config_of_url", "settings_refused"]
+__all__ = ["KafkaSink", "KafkaDeadLetterSink", "result_message", "producer_config_of_url", "settings_refused"]
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,15 @@ class _KafkaWriter:
             raise settings_refused(self.key, self.url, exc) from None
         # message -> Delivery, of the attempt that last raised TransientSinkError: a retry of the
         # same batch must wait for those still queued in librdkafka, not produce them twice
-        self._unsettled: dict[OutMessage, Delivery] = {}
+        self._unsettled: dict[tuple[Any, ...], Delivery] = {}      # OutMessage.identity() -> its Delivery
 
     def _check_fatal(self) -> None:
         err = self.producer.fatal_error
         if err is not None:
             raise FatalError(f"{self.kind} {self.url}: {describe(err, self.topic)}")
 
-    def _submit(self, m: OutMessage, previous: dict[OutMessage, Delivery]) -> Delivery:
-        d = previous.get(m) if previous else None
+    def _submit(self, m: OutMessage, previous: dict[tuple[Any, ...], Delivery]) -> Delivery:
+        d = previous.get(m.identity()) if previous else None
         if d is None or d.error is not None:
             d = self.producer.submit(m)      # new, or failed last time: produce (again)
         return d
@@ -148,7 +148,7 @@ class _KafkaWriter:
         failed = [e for e in errors if e is not None and verdict(e) == "transient"]
         if not settled or failed:
             # without an error, a message is either acknowledged or still queued (when not settled)
-            self._unsettled = {m: d for m, d in zip(messages, deliveries) if d.error is None}
+            self._unsettled = {m.identity(): d for m, d in zip(messages, deliveries) if d.error is None}
             if failed:
                 raise TransientSinkError(f"{self.kind} {self.url}: {len(failed)} of {len(messages)} message(s) "
                                          f"not acknowledged: {describe(failed[0], self.topic)}")
@@ -161,17 +161,24 @@ class _KafkaWriter:
         self.producer.close(self.timeout_s)
 
 
+_HEADERS: dict[tuple[str, str], list[tuple[str, bytes]]] = {}    # (model, version) -> a result's headers
+
+
+def result_message(r: Result) -> OutMessage:
+    """A result as a Kafka message: JSON value, postid key, model and model_version headers."""
+    headers = _HEADERS.get((r.model, r.model_version))
+    if headers is None:     # built once per model: librdkafka only reads the list
+        headers = _HEADERS.setdefault((r.model, r.model_version), [
+            ("model", r.model.encode()), ("model_version", r.model_version.encode()),
+            ("content-type", b"application/json")])
+    return OutMessage(r.postid.encode(), r.to_json(), headers)
+
+
 class KafkaSink(_KafkaWriter):
     """Results as JSON values keyed by postid, with model and model_version headers."""
 
-    @staticmethod
-    def _message(r: Result) -> OutMessage:
-        return OutMessage(r.postid.encode(), r.to_json(),
-                          (("model", r.model.encode()), ("model_version", r.model_version.encode()),
-                           ("content-type", b"application/json")))
-
     def write(self, results: Sequence[Result]) -> Sequence[Rejected]:
-        errors = self._deliver([self._message(r) for r in results])
+        errors = self._deliver([result_message(r) for r in results])
         rejected = [Rejected(r, describe(e, self.topic), f"KafkaError.{e.name()}")
                     for r, e in zip(results, errors) if e is not None]
         for rej in rejected:
@@ -192,7 +199,7 @@ class KafkaDeadLetterSink(_KafkaWriter):
             headers.append(("sidepath.dlq.timestamp_ms", str(d.timestamp_ms).encode()))
         if not keep_value and d.value is not None:
             headers.append(("sidepath.dlq.value_dropped_bytes", str(len(d.value)).encode()))
-        return OutMessage(d.key, d.value if keep_value else None, tuple(headers))
+        return OutMessage(d.key, d.value if keep_value else None, headers)
 
     def write_letters(self, letters: Sequence[DeadLetter]) -> None:
         errors = self._deliver([self._message(d) for d in letters])

@@ -26,8 +26,7 @@ of a message still queued instead of producing it again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -48,11 +47,17 @@ _FATAL = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATIO
           KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT}
 
 
-@dataclass(frozen=True, slots=True)
-class OutMessage:
+class OutMessage(NamedTuple):
+    """One message to produce.  ``headers`` is the list librdkafka takes (it refuses a tuple);
+    a result's headers list is shared by every result of its model, so it is never mutated."""
+
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: list[tuple[str, bytes]]
+
+    def identity(self) -> tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]:
+        """What makes two messages the same message (a retry of one batch rebuilds them)."""
+        return self.key, self.value, tuple(self.headers)
 
 
 class Delivery:
@@ -123,7 +128,7 @@ class BatchProducer:
         d = Delivery()
         while True:
             try:
-                self._producer.produce(self.topic, m.value, m.key, headers=list(m.headers), on_delivery=d.report)
+                self._producer.produce(self.topic, m.value, m.key, headers=m.headers, on_delivery=d.report)
                 return d
             except BufferError:                # local queue full: serve reports to drain it
                 self._producer.poll(0.1)

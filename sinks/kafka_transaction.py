@@ -38,7 +38,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from sidepath.sinks.base import Rejected, Result
-from sidepath.sinks.kafka import KafkaSink, producer_config_of_url, settings_refused
+from sidepath.sinks.kafka import producer_config_of_url, result_message, settings_refused
 from sidepath.sinks.kafka_delivery import Delivery, OutMessage, describe
 from sidepath.sinks.registry import expand_url
 from sidepath.worker.config import mask_url
@@ -156,7 +156,7 @@ class TransactionalResults:
         """Nothing is written here; results too large for a topic come back as ``Rejected``."""
         rejected = []
         for r in results:
-            m = KafkaSink._message(r)
+            m = result_message(r)
             size = len(m.value or b"") + len(m.key or b"") + sum(len(k) + len(v) for k, v in m.headers)
             topic = next((t for t in self.topics if size + _BATCH_OVERHEAD > self.limits[t]), None)
             if topic is not None:
@@ -220,7 +220,7 @@ class TransactionalResults:
         deliveries: list[Delivery] = []
         p.begin_transaction()
         for r in results:
-            m: OutMessage = KafkaSink._message(r)
+            m: OutMessage = result_message(r)
             for topic in self.topics:
                 d = Delivery()
                 deliveries.append(d)
@@ -236,7 +236,7 @@ class TransactionalResults:
     def _produce(p: Producer, topic: str, m: OutMessage, d: Delivery) -> None:
         while True:
             try:
-                p.produce(topic, m.value, m.key, headers=list(m.headers), on_delivery=d.report)
+                p.produce(topic, m.value, m.key, headers=m.headers, on_delivery=d.report)
                 return
             except BufferError:             # local queue full: serve reports to drain it
                 p.poll(0.1)

@@ -264,7 +264,7 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
 
     def finish(inf: Inflight) -> None:
         inflight.pop(inf.source.offset, None)
-        if "_error" in inf.timings_ms:
+        if inf.failed:
             summary.failed += 1
         else:
             summary.done += 1
@@ -281,7 +281,7 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
                 inf = c.inflight
                 inf.remaining -= 1
                 if not c.ok:
-                    inf.timings_ms["_error"] = 1
+                    inf.failed = True
                     if len(summary.first_errors) < 5 and not any(e.startswith(inf.ids()[0] + ":")
                                                                  for e in summary.first_errors):
                         summary.first_errors.append(f"{inf.ids()[0]}: {c.error}")

@@ -15,10 +15,21 @@ import time
 from collections import deque
 from typing import Callable, Generic, TypeVar
 
-__all__ = ["Batcher", "STOP"]
+__all__ = ["Batcher", "Chunk", "STOP"]
 
 T = TypeVar("T")
 STOP = object()   # put on the queue to end the runner
+
+
+class Chunk(list):  # type: ignore[type-arg]
+    """Items handed over together with their units counted: a batch with room for all of them
+    takes the chunk whole (one step per chunk, not per item); otherwise it is unpacked."""
+
+    __slots__ = ("units",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.units = 0
 
 
 class Batcher(Generic[T]):
@@ -29,11 +40,12 @@ class Batcher(Generic[T]):
         self.stopped = False
 
     def _next(self, timeout_s: float) -> object:
-        """The next item (waiting up to ``timeout_s``; 0 = not at all); raises queue.Empty."""
+        """The next item, or a whole ``Chunk`` when nothing is pending (waiting up to
+        ``timeout_s``; 0 = not at all); raises queue.Empty."""
         if self._pending:
             return self._pending.popleft()
         got = self.q.get(timeout=timeout_s) if timeout_s > 0 else self.q.get_nowait()
-        if isinstance(got, list):
+        if type(got) is list:
             if not got:
                 raise queue.Empty
             self._pending.extend(got)
@@ -43,26 +55,35 @@ class Batcher(Generic[T]):
     def next_batch(self, poll_s: float = 0.5) -> list[T]:
         """One batch, or [] when nothing came within ``poll_s`` (or on STOP)."""
         try:
-            first = self._next(poll_s)
+            got = self._next(poll_s)
         except queue.Empty:
             return []
-        if first is STOP:
-            self.stopped = True
-            return []
-        batch, used = [first], self.units(first)  # type: ignore[arg-type]
+        batch: list[T] = []
+        used = 0
         deadline = time.monotonic() + self.max_wait_s
-        while used < self.max_units:
+        while True:
+            if got is STOP:
+                self.stopped = True
+                break
+            if type(got) is Chunk:
+                if not batch or used + got.units <= self.max_units:
+                    batch.extend(got)
+                    used += got.units
+                else:
+                    self._pending.extend(got)      # fill the batch item by item, in order
+                    got = self._pending.popleft()
+                    continue
+            else:
+                n = self.units(got)  # type: ignore[arg-type]
+                if batch and used + n > self.max_units:
+                    self._pending.appendleft(got)    # starts the next batch
+                    break
+                batch.append(got)  # type: ignore[arg-type]
+                used += n
+            if used >= self.max_units:
+                break
             try:
                 got = self._next(max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if got is STOP:
-                self.stopped = True
-                break
-            n = self.units(got)  # type: ignore[arg-type]
-            if used + n > self.max_units:
-                self._pending.appendleft(got)    # starts the next batch
-                break
-            batch.append(got)
-            used += n
-        return batch  # type: ignore[return-value]
+        return batch

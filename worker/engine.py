@@ -71,7 +71,7 @@ class Engine:
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
         self.health, self.parse, self.held = health, parse, held
         self.tracker = OffsetTracker()
-        self.inflight: dict[tuple[str, int, int], Inflight] = {}
+        self.inflight: dict[SourceRef, Inflight] = {}     # a SourceRef is a (topic, partition, offset) tuple
         self._message_bytes = 0              # poll loop only
         self._media_bytes = 0                # added by decode threads, under the lock
         self._bytes_lock = threading.Lock()
@@ -222,7 +222,7 @@ class Engine:
             if self.max_messages:
                 n = max(1, min(n, self.max_messages - self.stats.taken))
             msgs = self.consumer.consume(n, 0.1)
-            taken = [inf for inf in map(self._take, msgs) if inf is not None]
+            taken = self._take(msgs)
             if taken:
                 self.decode_stage.submit(taken)
             self._drain_completions(timeout_s=0.0 if msgs else 0.02)
@@ -233,40 +233,52 @@ class Engine:
         if self.health is not None:
             self.health.tick(self)
 
-    def _take(self, m: Any) -> Inflight | None:
-        """Track one consumed message; returns it when it is ready to decode."""
-        err = m.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return None
-            if err.fatal():
-                raise KafkaException(err)
-            log.warning("consumer error: %s", err.str())
-            return None
-        topic, partition, offset = m.topic(), m.partition(), m.offset()
-        key = (topic, partition)
-        if not self.tracker.owns(key):          # fetched before a revoke: the next owner has it
-            return None
-        if self.until_end and offset >= self.end_offsets.get(key, offset + 1):
-            return None                         # produced after the start: left for the next run
-        source = SourceRef(topic, partition, offset)
-        epoch = self.tracker.add(key, offset)
-        ts_type, ts = m.timestamp()
-        value = m.value()
-        headers = m.headers()
-        inf = Inflight(source, epoch, m.key(), value, tuple(headers) if headers else (), ts if ts_type else None,
-                       remaining=len(self.models), nbytes=len(value) if value else 0)
-        self.inflight[(topic, partition, offset)] = inf
-        self._message_bytes += inf.nbytes
-        self.stats.taken += 1
-        if self.stats.first_take is None:
-            self.stats.first_take = inf.t0
-        try:
-            inf.request = self.parse(value, source)
-        except BadRequest as exc:
-            self.failures.fail(inf, "parse", exc)
-            return None
-        return inf
+    def _take(self, msgs: list[Any]) -> list[Inflight]:
+        """Track the messages of one consume() call; returns those ready to decode.
+        Runs once per message on the critical path: attributes are looked up once per call."""
+        taken: list[Inflight] = []
+        tracker, inflight, parse, n_models = self.tracker, self.inflight, self.parse, len(self.models)
+        until_end, end_offsets = self.until_end, self.end_offsets
+        t0 = time.monotonic()           # one clock reading per call: they were fetched together
+        nbytes_total = tracked = 0
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err.str())
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            key = (topic, partition)
+            if not tracker.owns(key):           # fetched before a revoke: the next owner has it
+                continue
+            if until_end and offset >= end_offsets.get(key, offset + 1):
+                continue                        # produced after the start: left for the next run
+            source = SourceRef(topic, partition, offset)
+            epoch = tracker.add(key, offset)
+            ts_type, ts = m.timestamp()
+            value = m.value()
+            headers = m.headers()
+            nbytes = len(value) if value else 0
+            inf = Inflight(source, epoch, m.key(), value, tuple(headers) if headers else (),
+                           ts if ts_type else None, None, n_models, nbytes, 0, t0)
+            inflight[source] = inf
+            nbytes_total += nbytes
+            tracked += 1
+            try:
+                inf.request = parse(value, source)
+            except BadRequest as exc:
+                self.failures.fail(inf, "parse", exc)
+                continue
+            taken.append(inf)
+        if tracked:
+            self._message_bytes += nbytes_total
+            self.stats.taken += tracked
+            if self.stats.first_take is None:
+                self.stats.first_take = t0
+        return taken
 
     def _drain_completions(self, timeout_s: float) -> None:
         """Apply every completion queued now (the sink writer sends one list per write)."""
@@ -274,52 +286,54 @@ class Engine:
             done = self.completions.get(timeout=timeout_s) if timeout_s > 0 else self.completions.get_nowait()
         except queue.Empty:
             return
-        outcomes = [0, 0]                   # ok, error: counted once per drain, not per message
-        latencies: list[float] = []
-        now = time.monotonic()
+        lists = [done]
         while True:
-            for c in done:
-                finished = self._complete(c)
-                if finished is not None:
-                    outcomes[finished] += 1
-                    latencies.append(now - c.inflight.t0)
             try:
-                done = self.completions.get_nowait()
+                lists.append(self.completions.get_nowait())
             except queue.Empty:
                 break
+        now = time.monotonic()
+        latencies: list[float] = []         # of the messages finished now: one histogram update per drain
+        errors = 0
+        for done in lists:
+            errors += self._complete(done, now, latencies)
         if latencies:
             self.metrics.end_to_end_seconds.observe_many(latencies)
             self.stats.last_done = now
-        if outcomes[0]:
-            self.metrics.messages.labels("ok").inc(outcomes[0])
-        if outcomes[1]:
-            self.metrics.messages.labels("error").inc(outcomes[1])
+            self.stats.done += len(latencies)
+            self.stats.errors += errors
+            self._done_since_commit += len(latencies)
+            if len(latencies) > errors:
+                self.metrics.messages.labels("ok").inc(len(latencies) - errors)
+            if errors:
+                self.metrics.messages.labels("error").inc(errors)
 
-    def _complete(self, c: Completion) -> int | None:
-        """One model's result for a message; returns 0 (ok) or 1 (error) when the message is done."""
-        inf = c.inflight
-        src = inf.source
-        key = (src.topic, src.partition, src.offset)
-        if self.inflight.get(key) is not inf:        # from a revoked assignment: discard
-            return None
-        inf.remaining -= 1
-        if not c.ok:
-            inf.timings_ms["_error"] = 1
-        if self.held is not None:
-            if inf.held is None:
-                inf.held = []
-            inf.held.append(c.result)
-        if inf.remaining > 0:
-            return None
-        del self.inflight[key]
-        self._release(inf)
-        if self.tracker.done(inf.tp, src.offset, inf.epoch) and self.held is not None:
-            self.held.hold(inf.tp, src.offset, inf.held or [])
-        error = "_error" in inf.timings_ms
-        self.stats.done += 1
-        self.stats.errors += error
-        self._done_since_commit += 1
-        return int(error)
+    def _complete(self, done: list[Completion], now: float, latencies: list[float]) -> int:
+        """Apply one model's results; a message is done when every model's result is in.  Appends
+        the latency of each message done to ``latencies``; returns how many of them failed."""
+        inflight, tracker, held = self.inflight, self.tracker, self.held
+        errors = 0
+        for c in done:
+            inf = c.inflight
+            src = inf.source
+            if inflight.get(src) is not inf:          # from a revoked assignment: discard
+                continue
+            inf.remaining -= 1
+            if c.result.msg:
+                inf.failed = True
+            if held is not None:
+                if inf.held is None:
+                    inf.held = []
+                inf.held.append(c.result)
+            if inf.remaining > 0:
+                continue
+            del inflight[src]
+            self._release(inf)
+            if tracker.done((src.topic, src.partition), src.offset, inf.epoch) and held is not None:
+                held.hold((src.topic, src.partition), src.offset, inf.held or [])
+            latencies.append(now - inf.t0)
+            errors += inf.failed
+        return errors
 
     def _release(self, inf: Inflight) -> None:
         self._message_bytes -= inf.nbytes

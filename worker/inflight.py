@@ -28,6 +28,7 @@ class Inflight:
     t0: float = field(default_factory=time.monotonic)
     timings_ms: dict[str, float] = field(default_factory=dict)
     held: list[Result] | None = None        # exactly-once: finished results awaiting their transaction
+    failed: bool = False                    # a model's error result came back (main thread only)
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -43,18 +44,21 @@ class Inflight:
         return postid or f"@{where}", uid, seqid or f"@{where}"
 
 
-# not frozen: one is built per message, and a frozen dataclass costs 2-3x to construct; never mutated
+# not frozen: one is built per message, and a frozen dataclass costs 2-3x to construct
 @dataclass(slots=True)
 class Completion:
-    """Sent from the sink writer to the poll loop when a result is durable (or, with
-    exactly-once, ready for the transaction that commits its offset)."""
+    """One model's result for one message, with the dead letter of a failure.  The stage that
+    made it hands it to the sink writer; once ``result`` (and ``letter``) are durable -- or, with
+    exactly-once, ready for the transaction that commits the offset -- the writer hands the same
+    record on to the poll loop.  A row a sink refused is swapped for its error stand-in on the way."""
 
     inflight: Inflight
     result: Result
+    letter: DeadLetter | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result.ok
+        return not self.result.msg
 
     @property
     def error(self) -> str:
@@ -63,9 +67,13 @@ class Completion:
 
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],
               processed_at: str) -> Result:
-    postid, uid, seqid = inf.ids()
-    return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source,
-                  timings_ms, processed_at, extra=inf.request.extra if inf.request else {})
+    req = inf.request
+    if req is None:                  # a job's record that skipped parsing: ids from the raw message
+        postid, uid, seqid = inf.ids()
+        return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source, timings_ms,
+                      processed_at)
+    return Result(req.postid, req.uid, req.seqid, model.name, model.version, "", results, inf.source,
+                  timings_ms, processed_at, "", req.extra)
 
 
 def error_result(inf: Inflight, model_name: str, model_version: str, stage: str, msg: str) -> Result:

@@ -73,28 +73,37 @@ def parse_request(value: bytes | None, source: SourceRef) -> Request:
         raise BadRequest(f"not JSON: nested too deeply to parse; at most {MAX_DEPTH} levels are accepted") from None
     except ValueError as exc:
         raise BadRequest(f"not JSON: {str(exc)[:120]}") from None
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         raise BadRequest(f"JSON must be an object, got {type(doc).__name__}")
     # depth <= the number of opening brackets: counting them (in C) spares the walk for most messages
     if value.count(b"{") + value.count(b"[") > MAX_DEPTH and _deeper_than(doc, MAX_DEPTH):
         # extra fields are carried into every result: a sink would hit the recursion limit
         # encoding them and retry that batch until the worker gives up (a poison message)
         raise BadRequest(f"JSON nested more than {MAX_DEPTH} levels deep; flatten the extra fields")
-    missing = [f for f in ID_FIELDS if f not in doc]
-    if missing:
-        raise BadRequest(f"missing field(s) {', '.join(missing)}; every request needs postid, uid and seqid")
-    ids = [_as_id(f, doc[f]) for f in ID_FIELDS]
+    # once per message on the poll loop: the common case (string ids, one media field) is checked
+    # inline; anything else takes the general checks, which word the errors
+    try:
+        postid, uid, seqid = doc["postid"], doc["uid"], doc["seqid"]
+    except KeyError:
+        missing = [f for f in ID_FIELDS if f not in doc]
+        raise BadRequest(f"missing field(s) {', '.join(missing)}; every request needs postid, uid and seqid") from None
+    if not (type(postid) is str and 0 < len(postid) <= MAX_ID_CHARS):
+        postid = _as_id("postid", postid)
+    if not (type(uid) is str and 0 < len(uid) <= MAX_ID_CHARS):
+        uid = _as_id("uid", uid)
+    if not (type(seqid) is str and 0 < len(seqid) <= MAX_ID_CHARS):
+        seqid = _as_id("seqid", seqid)
     for kind in MEDIA_KINDS:
-        if doc.get(kind):
+        ref = doc.get(kind)
+        if ref:
             break
     else:
         raise BadRequest(f"no media: set one of {', '.join(MEDIA_KINDS)} to a URL, path or base64 payload")
-    ref = doc[kind]
-    if not isinstance(ref, str):
+    if type(ref) is not str:
         raise BadRequest(f"field {kind!r} must be a string (URL, path or base64), got {type(ref).__name__}")
     # most messages carry nothing else: ids + one media field
     extra = {k: v for k, v in doc.items() if k not in _NOT_EXTRA} if len(doc) > 4 else {}
-    return Request(*ids, kind=kind, ref=ref, source=source, extra=extra)
+    return Request(postid, uid, seqid, kind, ref, source, extra)
 
 
 def ids_from_raw(value: bytes | None) -> tuple[str, str, str]:

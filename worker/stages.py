@@ -2,8 +2,8 @@
 
     poll loop --Inflight--> DecodeStage (thread pool: fetch, decode, prepare)
               --Work------> ModelRunner (one thread per model instance: batch, predict)
-              --Outgoing--> SinkWriter (one thread: write results + dead letters)
-              --Completion--> poll loop (marks offsets done, commits)
+              --Completion--> SinkWriter (one thread: write results + dead letters)
+              --the same Completion--> poll loop (marks offsets done, commits)
 
 Every failure of one message becomes an error ``Result`` plus a ``DeadLetter``
 and flows on like a success, so the offset behind it is committed only once
@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -22,13 +23,13 @@ from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_aft
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import Model
-from sidepath.sinks.base import DeadLetter, DeadLetterSink, Result, Sink, utc_now
-from sidepath.worker.batcher import STOP, Batcher
+from sidepath.sinks.base import DeadLetterSink, Result, Sink, utc_now
+from sidepath.worker.batcher import STOP, Batcher, Chunk
 from sidepath.worker.errors import FatalError, MessageError, ModelError
 from sidepath.worker.inflight import Completion, Inflight, dead_letter, error_result, ok_result
 from sidepath.worker.metrics import Metrics
 
-__all__ = ["Work", "Outgoing", "DecodeStage", "ModelRunner", "SinkWriter", "STOP"]
+__all__ = ["Work", "DecodeStage", "ModelRunner", "SinkWriter", "STOP"]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,6 @@ class Work:
     inflight: Inflight
     prepared: Any
     units: int
-
-
-@dataclass(slots=True)
-class Outgoing:
-    inflight: Inflight
-    result: Result
-    letter: DeadLetter | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -69,7 +63,7 @@ class Failures:
         for i, m in enumerate(targets):
             letter = dead_letter(inf, group=self.group, stage=stage, exc_class=type(exc).__name__,
                                  error=msg, model=m.name) if i == 0 else None
-            self.out.put(Outgoing(inf, error_result(inf, m.name, m.version, stage, msg), letter))
+            self.out.put(Completion(inf, error_result(inf, m.name, m.version, stage, msg), letter))
 
 
 class DecodeStage:
@@ -98,28 +92,8 @@ class DecodeStage:
             for inf in infs:
                 self.q.put(inf)
             return
-        works: dict[str, list[Work]] = {m.name: [] for m in self.models}
-        for inf in infs:
-            # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
-            self._prepare(inf, Media(kind=inf.request.kind, raw=inf.value), works)  # type: ignore[union-attr]
-        self._send(works)
-
-    def _send(self, works: dict[str, list[Work]]) -> None:
-        """Hand each model its work in lists of at most one batch: the instances of a model share
-        its queue and a runner keeps whatever it takes, so a bigger list would tie work to a
-        runner that may be busy (or stuck) on its current batch."""
-        for model in self.models:
-            q = self.model_queues[model.name]
-            chunk: list[Work] = []
-            used = 0
-            for w in works[model.name]:
-                if chunk and used + w.units > model.max_batch:
-                    q.put(chunk)
-                    chunk, used = [], 0
-                chunk.append(w)
-                used += w.units
-            if chunk:
-                q.put(chunk)
+        # models that need neither frames nor audio (no-op, record copy) skip fetch + decode
+        self._prepare(infs, [Media(kind=inf.request.kind, raw=inf.value) for inf in infs])  # type: ignore[union-attr]
 
     def _loop(self) -> None:
         while True:
@@ -127,25 +101,25 @@ class DecodeStage:
             if inf is STOP:
                 return
             try:
-                works: dict[str, list[Work]] = {m.name: [] for m in self.models}
-                self._run(inf, works)
-                self._send(works)
+                media = self._run(inf)
+                if media is not None:
+                    self._prepare([inf], [media])
             except BaseException:  # noqa: BLE001 - _run dead-letters; this is a last resort
                 log.exception("decode thread failure")
 
-    def _run(self, inf: Inflight, works: dict[str, list[Work]]) -> None:
-        """Fetch, decode and prepare one message; its work for each model is appended to ``works``."""
+    def _run(self, inf: Inflight) -> Media | None:
+        """Fetch and decode one message; None when it failed (and was dead-lettered)."""
         req = inf.request
         assert req is not None
         try:
             media = self.decode(req.ref, req.kind, self.spec)
         except MessageError as exc:
             self.failures.fail(inf, exc.stage, exc)
-            return
+            return None
         except Exception as exc:  # a decoder bug must not kill the worker: dead-letter and go on
             log.exception("unexpected decoder failure")
             self.failures.fail(inf, "decode", exc)
-            return
+            return None
         timings = getattr(media, "timings_ms", None)
         if timings:
             inf.timings_ms.update(timings)
@@ -157,18 +131,31 @@ class DecodeStage:
             self.metrics.fetched_bytes.inc(fetched)
         if nbytes:
             self.add_bytes(inf, nbytes)
-        self._prepare(inf, media, works)
+        return media
 
-    def _prepare(self, inf: Inflight, media: Media, works: dict[str, list[Work]]) -> None:
-        """Each model's ``prepare`` of one message's media; its work is appended to ``works``."""
+    def _prepare(self, infs: list[Inflight], medias: list[Media]) -> None:
+        """Each model's ``prepare`` of each message's media, handed to the model's queue in
+        chunks of at most one batch: the instances of a model share its queue and a runner keeps
+        whatever it takes, so a bigger chunk would tie work to a runner that may be busy (or
+        stuck) on its current batch."""
         for model in self.models:
-            try:
-                prepared = model.prepare(media)
-            except Exception as exc:
-                stage = exc.stage if isinstance(exc, MessageError) else "decode"
-                self.failures.fail(inf, stage, exc, models=[model])
-                continue
-            works[model.name].append(Work(inf, prepared, model.units(prepared)))
+            q, prepare, units, cap = self.model_queues[model.name], model.prepare, model.units, model.max_batch
+            chunk = Chunk()
+            for inf, media in zip(infs, medias):
+                try:
+                    prepared = prepare(media)
+                except Exception as exc:
+                    stage = exc.stage if isinstance(exc, MessageError) else "decode"
+                    self.failures.fail(inf, stage, exc, models=[model])
+                    continue
+                n = units(prepared)
+                if chunk and chunk.units + n > cap:
+                    q.put(chunk)
+                    chunk = Chunk()
+                chunk.append(Work(inf, prepared, n))
+                chunk.units += n
+            if chunk:
+                q.put(chunk)
 
     def close(self) -> None:
         """Stop the threads; messages still queued are dropped (their offsets are not committed)."""
@@ -217,14 +204,17 @@ class ModelRunner(threading.Thread):
         infer_ms = (time.monotonic() - t0) * 1000 / max(1, len(batch))
         self.metrics.stage_seconds.labels("infer").observe(infer_ms / 1000)
         now = utc_now()          # one timestamp per batch: formatting it per item shows in profiles
-        done: list[Outgoing] = []
+        infer = round(infer_ms, 3)
+        model = self.model
+        done: list[Completion] = []
         for work, out in outcomes:
+            inf = work.inflight
             if isinstance(out, BaseException):
                 stage = out.stage if isinstance(out, MessageError) else "infer"
-                self.failures.fail(work.inflight, stage, out, models=[self.model])
+                self.failures.fail(inf, stage, out, models=[model])
             else:
-                timings = {**work.inflight.timings_ms, "infer": round(infer_ms, 3)}
-                done.append(Outgoing(work.inflight, ok_result(work.inflight, self.model, out, timings, now)))
+                timings = {**inf.timings_ms, "infer": infer} if inf.timings_ms else {"infer": infer}
+                done.append(Completion(inf, ok_result(inf, model, out, timings, now)))
         if done:
             self.out.put(done)   # one hand-off per batch, not per item
 
@@ -279,10 +269,10 @@ class SinkWriter(threading.Thread):
         self.blocked = threading.Event()         # set while a sink is being retried
         self.stopped = False
 
-    def _gather(self) -> list[Outgoing]:
+    def _gather(self) -> list[Completion]:
         """Everything queued now, up to about ``batch_size`` (group commit: while one write is in
         progress the next batch grows by itself); ``batch_wait_s`` > 0 lingers for more.
-        The queue holds single ``Outgoing`` items (failures) and lists (a model batch)."""
+        The queue holds single ``Completion`` items (failures) and lists (a model batch)."""
         try:
             first = self.q.get(timeout=0.5)
         except queue.Empty:
@@ -339,11 +329,11 @@ class SinkWriter(threading.Thread):
         finally:
             self.blocked.clear()
 
-    def write(self, batch: list[Outgoing]) -> None:
+    def write(self, batch: list[Completion]) -> None:
         t0 = time.monotonic()
         results = [o.result for o in batch]
         letters = [o.letter for o in batch if o.letter is not None]
-        by_result: dict[int, Outgoing] = {}
+        by_result: dict[int, Completion] = {}
         final: dict[int, Result] = {}            # id(result) -> the stand-in that replaced it
         for sink in self.sinks:
             rejected = self._retrying(f"sink {sink.url}", lambda s=sink: s.write(results)) or ()
@@ -369,13 +359,13 @@ class SinkWriter(threading.Thread):
             for letter in letters:
                 self.metrics.dead_letters.labels(letter.stage).inc()
         self.metrics.stage_seconds.labels("sink").observe(time.monotonic() - t0)
-        counts: dict[tuple[str, str], int] = {}
-        done = []
-        for o in batch:
-            k = (o.result.model, "ok" if o.result.ok else "error")
-            counts[k] = counts.get(k, 0) + 1
-            result = final.get(id(o.result), o.result)
-            done.append(Completion(o.inflight, result))
-        self.completions.put(done)     # one hand-off per write
-        for (model, outcome), n in counts.items():
-            self.metrics.results.labels(model, outcome).inc(n)
+        if final:
+            for o in batch:
+                o.result = final.get(id(o.result), o.result)
+        errors = Counter(o.result.model for o in batch if o.result.msg)
+        for model, n in Counter(o.result.model for o in batch).items():
+            if n > errors[model]:
+                self.metrics.results.labels(model, "ok").inc(n - errors[model])
+            if errors[model]:
+                self.metrics.results.labels(model, "error").inc(errors[model])
+        self.completions.put(batch)     # one hand-off per write: the same records, now durable
