@@ -17,6 +17,8 @@ from bench.report import SUMMARY_DIR, machine, markdown_table, write_block
 #: (module, flags for a full run, flags for --quick, docs page of its detailed table)
 BENCHES = [
     ("bench.bench_engine", [], ["--quick"], "benchmarks.md#engine-overhead"),
+    ("bench.bench_engine_stages", [], ["--messages", "5000"], "benchmarks.md#engine-overhead"),
+    ("bench.bench_flush_gil", [], ["--flushes", "10"], "benchmarks.md#engine-overhead"),
     ("bench.bench_batching", [], ["--quick", "--no-docs"], "models.md"),
     ("bench.bench_decode", [], ["--quick", "--no-write"], "decoders.md"),
     ("bench.bench_sinks", [], ["--quick"], "sinks.md"),
