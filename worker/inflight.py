@@ -68,7 +68,7 @@ class Completion:
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],
               processed_at: str) -> Result:
     req = inf.request
-    if req is None:                  # a job's record that skipped parsing: ids from the raw message
+    if req is None:                  # never from the engine (it parses first): ids from the raw message
         postid, uid, seqid = inf.ids()
         return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source, timings_ms,
                       processed_at)
