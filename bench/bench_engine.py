@@ -124,6 +124,12 @@ def main() -> None:
     broker.start()
     try:
         b = broker.bootstrap
+        # a fresh broker's JVM is slow until its JIT warms up, and the first loop timed would pay for it
+        warm = max(2000, args.messages // 5)
+        create_topic(b, "warm-up", 4)
+        create_topic(b, "warm-up-out", 4)
+        produce(b, "warm-up", requests(warm, "warm-up"))
+        raw_loop(b, "warm-up", "warm-up-out", warm)
         raw, side, jsonl = [], [], []
         files = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp      # memory, like the broker's page cache
         for r in range(args.rounds):          # interleaved rounds, fresh topics each
