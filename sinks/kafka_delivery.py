@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from sidepath.worker.logs import Throttle
+from sidepath.worker.logs import Throttle, librdkafka_logging
 
 __all__ = ["OutMessage", "Delivery", "BatchProducer", "verdict", "describe", "Verdict"]
 
@@ -103,11 +103,8 @@ class BatchProducer:
         self.topic = topic
         self._fatal: KafkaError | None = None
         self._repeats = Throttle()
-        # librdkafka's own log lines go through logging (never raw stderr); error_cb reports the errors,
-        # so only its critical lines are kept
-        self._producer = Producer({"log_level": 2, **config, "delivery.report.only.error": True,
-                                   "error_cb": self._on_error,
-                                   "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+        self._producer = Producer({**librdkafka_logging(), **config, "delivery.report.only.error": True,
+                                   "error_cb": self._on_error})
 
     @property
     def fatal_error(self) -> KafkaError | None:

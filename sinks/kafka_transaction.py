@@ -43,6 +43,7 @@ from sidepath.sinks.kafka_delivery import Delivery, OutMessage, describe
 from sidepath.sinks.registry import expand_url
 from sidepath.worker.config import mask_url
 from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
+from sidepath.worker.logs import librdkafka_logging
 
 __all__ = ["TransactionalResults", "TransactionOutcomeUnknown", "default_transactional_id"]
 
@@ -102,7 +103,7 @@ class TransactionalResults:
         whole transaction, so oversized results are refused before it instead)."""
         admin_conf = {k: v for k, v in self._config.items()
                       if k in ("bootstrap.servers",) or k.startswith(("security.", "sasl.", "ssl."))}
-        admin = AdminClient(admin_conf)
+        admin = AdminClient({**librdkafka_logging(), **admin_conf})
         local_max = int(self._config.get("message.max.bytes", 1_000_000))   # librdkafka refuses larger
         limits = {}
         for topic in self.topics:
@@ -123,8 +124,7 @@ class TransactionalResults:
     def _open(self) -> None:
         try:
             # failures only: see kafka_delivery.py for what a report per success costs
-            producer = Producer({"log_level": 2, **self._config, "delivery.report.only.error": True,
-                                 "logger": logging.getLogger("sidepath.sinks.librdkafka")})
+            producer = Producer({**librdkafka_logging(), **self._config, "delivery.report.only.error": True})
         except KafkaException as exc:
             raise settings_refused(self.key, self.url, exc) from None
         try:

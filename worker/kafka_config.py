@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 from sidepath.worker.config import Config, env_name
+from sidepath.worker.logs import librdkafka_logging
 
 __all__ = ["consumer_config", "producer_config", "admin_config", "security_config"]
 
@@ -27,6 +28,7 @@ def security_config(cfg: Config) -> dict[str, Any]:
 def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
     k = cfg.kafka
     conf: dict[str, Any] = {
+        **librdkafka_logging(),
         "bootstrap.servers": k.bootstrap_servers,
         "group.id": k.group_id,
         "client.id": f"{cfg.service.name}-{socket.gethostname()}",
@@ -53,9 +55,9 @@ def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
 
 
 def producer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, "enable.idempotence": True,
+    return {**librdkafka_logging(), "bootstrap.servers": cfg.kafka.bootstrap_servers, "enable.idempotence": True,
             "acks": "all", "linger.ms": 5, **security_config(cfg), **extra}
 
 
 def admin_config(cfg: Config) -> dict[str, Any]:
-    return {"bootstrap.servers": cfg.kafka.bootstrap_servers, **security_config(cfg)}
+    return {**librdkafka_logging(), "bootstrap.servers": cfg.kafka.bootstrap_servers, **security_config(cfg)}

@@ -6,9 +6,9 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Hashable
+from typing import Any, Hashable
 
-__all__ = ["setup_logging", "JsonFormatter", "Throttle"]
+__all__ = ["setup_logging", "JsonFormatter", "Throttle", "librdkafka_logging"]
 
 #: ``extra=`` fields copied into the JSON object when present
 CONTEXT_FIELDS = ("postid", "topic", "partition", "offset", "stage", "model", "group")
@@ -67,3 +67,10 @@ class Throttle:
             return False
         self._last[key] = now
         return True
+
+
+def librdkafka_logging() -> dict[str, Any]:
+    """Settings for every librdkafka client: its own log lines go through logging, and only
+    critical ones, never as raw ``%3|...|FAIL|`` lines on stderr (one per reconnect to a broker
+    that is away).  Errors reach us anyway: through ``error_cb`` or as a raised KafkaError."""
+    return {"log_level": 2, "logger": logging.getLogger("sidepath.librdkafka")}

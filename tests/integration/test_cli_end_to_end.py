@@ -68,6 +68,7 @@ def test_unreachable_broker_is_said_once_with_the_fix_not_once_per_reconnect(tmp
     assert any("check kafka.bootstrap_servers" in w for w in warnings), warnings
     assert 0 < len(warnings) <= 4, warnings          # once per kind of error, not per reconnect
     assert "Traceback" not in out + err
+    assert "|FAIL|" not in err, err[:500]           # no raw librdkafka lines beside the JSON log
 
 
 def test_dev_kafka_start_status_stop(tmp_path):
