@@ -68,10 +68,7 @@ class Completion:
 def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],
               processed_at: str) -> Result:
     req = inf.request
-    if req is None:                  # never from the engine (it parses first): ids from the raw message
-        postid, uid, seqid = inf.ids()
-        return Result(postid, uid, seqid, model.name, model.version, "", results, inf.source, timings_ms,
-                      processed_at)
+    assert req is not None, "only a parsed message reaches a model"
     return Result(req.postid, req.uid, req.seqid, model.name, model.version, "", results, inf.source,
                   timings_ms, processed_at, "", req.extra)
 

@@ -11,7 +11,7 @@ import threading
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
@@ -79,8 +79,7 @@ class BatchHistogram:
         self._lock = threading.Lock()                         # observed on the poll loop, read by scrapes
         registry.register(self)
 
-    def observe_many(self, values: Iterable[float]) -> None:
-        values = list(values)
+    def observe_many(self, values: Sequence[float]) -> None:
         slots = [bisect_left(self._bounds, v) for v in values]     # first bound >= v: Prometheus' le
         with self._lock:
             counts = self._counts

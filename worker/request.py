@@ -37,8 +37,8 @@ class Request:
 
 
 def _as_id(name: str, value: Any) -> str:
-    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:     # the common case, checked first
-        return value
+    """An id that is not a plain string of 1..MAX_ID_CHARS characters (``parse_request`` lets
+    those through without a call): an integer becomes its text, anything else is refused."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest(f"field {name!r} must be a string or an integer, got {type(value).__name__}")
     text = str(value)
