@@ -11,6 +11,9 @@ test:
 bench:
 	@VENV=$$(scripts/bootstrap.sh --bench | tail -n1) && PATH="$$VENV/bin:$$PATH" python -m bench
 
+lint:
+	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" scripts/lint.sh
+
 soak:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" SIDEPATH_SOAK=1 \
 	  python -m pytest -q tests/reliability

@@ -41,7 +41,7 @@ class Outcome:
         return self.images / self.seconds
 
 
-def _images(count: int, side: int, seed: int = 7) -> "list[np.ndarray]":
+def _images(count: int, side: int, seed: int = 7) -> list[np.ndarray]:
     """Distinct smooth synthetic photos: gradients plus shapes, shifted per image."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
@@ -68,7 +68,7 @@ def _one_at_a_time(model, images) -> Outcome:
 
 
 def _batched(model, images, max_wait_ms: float) -> Outcome:
-    q: "queue.Queue[object]" = queue.Queue(maxsize=4 * model.max_batch)
+    q: queue.Queue[object] = queue.Queue(maxsize=4 * model.max_batch)
 
     def produce() -> None:               # the decode stage
         for i, img in enumerate(images):

@@ -18,9 +18,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import cv2
@@ -161,12 +161,12 @@ def bench_modes(videos: dict[float, Path], rounds: int) -> tuple[str, str]:
         variants["torchcodec exact"] = torchcodec_exact
     times: dict[tuple[float, str], list[float]] = {}
     outputs: dict[tuple[float, str], object] = {}
-    for name, fn in variants.items():            # warm-up: imports, codec tables
+    for fn in variants.values():            # warm-up: imports, codec tables
         fn(next(iter(videos.values())))
     for _ in range(rounds):
         for k, path in videos.items():
             for name, fn in variants.items():
-                dt, out = cpu_seconds(lambda: fn(path))
+                dt, out = cpu_seconds(lambda fn=fn, path=path: fn(path))
                 times.setdefault((k, name), []).append(dt)
                 outputs[(k, name)] = out
     med = {key: statistics.median(v) for key, v in times.items()}
@@ -236,7 +236,8 @@ def bench_threads(path: Path, rounds: int, jobs: int = 6) -> str:
     (w1, u1), (w2, u2) = min(one), min(two)
     return markdown_table(["decode threads", f"wall s for {jobs} videos (best of {rounds})", "speed-up",
                            "cores used (CPU s / wall s)"],
-                          [["1", f"{w1:.2f}", "1.00x", f"{u1:.2f}"], ["2", f"{w2:.2f}", f"{w1 / w2:.2f}x", f"{u2:.2f}"]])
+                          [["1", f"{w1:.2f}", "1.00x", f"{u1:.2f}"],
+                           ["2", f"{w2:.2f}", f"{w1 / w2:.2f}x", f"{u2:.2f}"]])
 
 
 def bench_images(rounds: int, quick: bool) -> str:
@@ -246,13 +247,14 @@ def bench_images(rounds: int, quick: bool) -> str:
         img = _texture(w, h, seed=w)
         data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
         for side in (512, 224):
-            def full() -> np.ndarray:
+
+            def full(data: bytes = data, side: int = side) -> np.ndarray:
                 a = decode_image(data, max_pixels=10**9)
                 hh, ww = a.shape[:2]
                 s = side / max(hh, ww)
                 return cv2.resize(a, (round(ww * s), round(hh * s)), interpolation=cv2.INTER_AREA)
 
-            def reduced() -> np.ndarray:
+            def reduced(data: bytes = data, side: int = side) -> np.ndarray:
                 return decode_image(data, max_pixels=10**9, max_side=side)
 
             t_full, t_red = [], []
@@ -261,11 +263,18 @@ def bench_images(rounds: int, quick: bool) -> str:
                 t_red.append(cpu_seconds(reduced)[0])
             a, b = full(), reduced()
             diff = float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) if a.shape == b.shape else -1
-            rows.append([f"{w}x{h} JPEG -> {side}", f"{statistics.median(t_full) * 1000:.1f}",
-                         f"{statistics.median(t_red) * 1000:.1f}",
-                         f"{statistics.median(t_full) / statistics.median(t_red):.2f}x", f"{diff:.1f}"])
-    return markdown_table(["image", "full decode + resize: CPU ms", "reduced decode: CPU ms", "speed-up",
-                           "mean abs diff (0-255)"], rows)
+            rows.append(
+                [
+                    f"{w}x{h} JPEG -> {side}",
+                    f"{statistics.median(t_full) * 1000:.1f}",
+                    f"{statistics.median(t_red) * 1000:.1f}",
+                    f"{statistics.median(t_full) / statistics.median(t_red):.2f}x",
+                    f"{diff:.1f}",
+                ]
+            )
+    return markdown_table(
+        ["image", "full decode + resize: CPU ms", "reduced decode: CPU ms", "speed-up", "mean abs diff (0-255)"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -280,17 +289,26 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     threads = bench_threads(videos[2.0], rounds=max(3, rounds))
     images = bench_images(rounds, args.quick)
-    header = (f"Measured by `python -m bench.bench_decode{' --quick' if args.quick else ''}` on {machine()}; "
-              f"{seconds:g}-second 1280x720 30 fps H.264 (x264 veryfast, crf 23, 2 B-frames), 1-fps sampling, "
-              f"median of {rounds} interleaved rounds, one decoder thread per video; "
-              f"run time {time.perf_counter() - t0:.0f} s; load average {load_before:.1f} before the thread test "
-              f"(other work on the machine: above 2 the two cores were not free).")
-    text = "\n\n".join([header,
-                        "Speed-up over decoding every frame (CPU seconds per video):", modes,
-                        "Per library, keyframe interval 2 s (CPU seconds per video):", libs,
-                        "Two decode threads vs one (wall time, exact mode; the machine is shared, see above):",
-                        threads,
-                        "Images decoded straight to a reduced size vs full decode + INTER_AREA resize:", images])
+    header = (
+        f"Measured by `python -m bench.bench_decode{' --quick' if args.quick else ''}` on {machine()}; "
+        f"{seconds:g}-second 1280x720 30 fps H.264 (x264 veryfast, crf 23, 2 B-frames), 1-fps sampling, "
+        f"median of {rounds} interleaved rounds, one decoder thread per video; "
+        f"run time {time.perf_counter() - t0:.0f} s; load average {load_before:.1f} before the thread test "
+        f"(other work on the machine: above 2 the two cores were not free)."
+    )
+    text = "\n\n".join(
+        [
+            header,
+            "Speed-up over decoding every frame (CPU seconds per video):",
+            modes,
+            "Per library, keyframe interval 2 s (CPU seconds per video):",
+            libs,
+            "Two decode threads vs one (wall time, exact mode; the machine is shared, see above):",
+            threads,
+            "Images decoded straight to a reduced size vs full decode + INTER_AREA resize:",
+            images,
+        ]
+    )
     print(text)
     if not args.no_write:
         write_block("decoders.md", "decode", text)

@@ -100,9 +100,9 @@ def peak_rss_mb(bootstrap: str, topic: str, tmp: Path, n: int) -> float:
         "model.name": "noop", "model.options": {"frames": False},
         "engine.max_inflight_bytes": 64 * 1024 * 1024, "kafka.group_id": f"rss-{topic}"})
     path = write_config_file(tmp / f"rss-{n}.toml", cfg)
-    code = ("import resource,sys;from sidepath.worker.cli import main;sys.argv=['sidepath','--config',%r,"
+    code = (f"import resource,sys;from sidepath.worker.cli import main;sys.argv=['sidepath','--config',{str(path)!r},"
             "'run','--until-end'];\ntry: main()\nexcept SystemExit: pass\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % str(path)
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
@@ -162,21 +162,37 @@ def main() -> None:
     finally:
         broker.stop()
     rows = [
-        [f"{args.messages} tiny messages, 4 partitions, no-op model, Kafka result sink",
-         f"raw confluent-kafka loop: {raw_best:,.0f} msg/s", f"{side_best:,.0f} msg/s",
-         f"{side_best / raw_best:.2f}x; median of the rounds' ratios {per_round:.2f}x (target >= 0.7x)"],
-        ["the same, results to a JSONL file in memory instead of Kafka (where the time goes, not the target)",
-         f"raw confluent-kafka loop: {raw_best:,.0f} msg/s", f"{jsonl_best:,.0f} msg/s", f"{jsonl_best / raw_best:.2f}x"],
-        ["process CPU per message in the best round of each (sidepath's includes its start-up)",
-         f"raw loop: {raw_cpu:.0f} µs", f"{side_cpu:.0f} µs", f"{side_cpu / raw_cpu:.1f}x the CPU"],
-        [f"peak RSS of a worker process, backlog {small:,} vs {args.backlog:,} messages",
-         f"{small:,} backlog: {rss_small:,.0f} MiB", f"{args.backlog:,} backlog: {rss_large:,.0f} MiB",
-         f"{rss_large / rss_small:.2f}x (bounded: ~1.0x)"],
+        [
+            f"{args.messages} tiny messages, 4 partitions, no-op model, Kafka result sink",
+            f"raw confluent-kafka loop: {raw_best:,.0f} msg/s",
+            f"{side_best:,.0f} msg/s",
+            f"{side_best / raw_best:.2f}x; median of the rounds' ratios {per_round:.2f}x (target >= 0.7x)",
+        ],
+        [
+            "the same, results to a JSONL file in memory instead of Kafka (where the time goes, not the target)",
+            f"raw confluent-kafka loop: {raw_best:,.0f} msg/s",
+            f"{jsonl_best:,.0f} msg/s",
+            f"{jsonl_best / raw_best:.2f}x",
+        ],
+        [
+            "process CPU per message in the best round of each (sidepath's includes its start-up)",
+            f"raw loop: {raw_cpu:.0f} µs",
+            f"{side_cpu:.0f} µs",
+            f"{side_cpu / raw_cpu:.1f}x the CPU",
+        ],
+        [
+            f"peak RSS of a worker process, backlog {small:,} vs {args.backlog:,} messages",
+            f"{small:,} backlog: {rss_small:,.0f} MiB",
+            f"{args.backlog:,} backlog: {rss_large:,.0f} MiB",
+            f"{rss_large / rss_small:.2f}x (bounded: ~1.0x)",
+        ],
     ]
     table = markdown_table(["workload", "baseline (same run)", "sidepath", "ratio"], rows)
-    summary("engine", [tuple(r) for i, r in enumerate(rows) if i != 1])     # the JSONL row is an explanation
-    text = f"Measured on {machine()}, best of {args.rounds} interleaved rounds " \
-           f"(`python -m bench.bench_engine{' --quick' if args.quick else ''}`).\n\n{table}"
+    summary("engine", [tuple(r) for i, r in enumerate(rows) if i != 1])  # the JSONL row is an explanation
+    text = (
+        f"Measured on {machine()}, best of {args.rounds} interleaved rounds "
+        f"(`python -m bench.bench_engine{' --quick' if args.quick else ''}`).\n\n{table}"
+    )
     print(text)
     write_block("benchmarks.md", "engine", text)
 

@@ -17,7 +17,8 @@ import base64
 import logging
 import queue
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry

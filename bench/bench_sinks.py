@@ -16,8 +16,8 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from bench.report import machine, markdown_table, summary, write_block
 from sidepath.sinks import open_sink

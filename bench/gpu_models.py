@@ -25,8 +25,9 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,14 +172,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True      # the same for every configuration
     t0 = time.perf_counter()
     cases = [case_batching(device, args), case_precision(device, args), case_uploads(device, args)]
-    rows: list[list[object]] = [[c.name, c.baseline, c.candidate, f"{c.base_rate:.0f}", f"{c.cand_rate:.0f}", f"{c.ratio:.2f}x",
-             f"{c.target:g}x", "yes" if c.ratio >= c.target else "no", c.note] for c in cases]
-    table = markdown_table(["case", "baseline", "candidate", "baseline frames/s", "candidate frames/s", "ratio",
-                            "target", "met", "note"], rows)
+    rows: list[list[object]] = [
+        [
+            c.name,
+            c.baseline,
+            c.candidate,
+            f"{c.base_rate:.0f}",
+            f"{c.cand_rate:.0f}",
+            f"{c.ratio:.2f}x",
+            f"{c.target:g}x",
+            "yes" if c.ratio >= c.target else "no",
+            c.note,
+        ]
+        for c in cases
+    ]
+    table = markdown_table(
+        ["case", "baseline", "candidate", "baseline frames/s", "candidate frames/s", "ratio", "target", "met", "note"],
+        rows,
+    )
     tf32 = f"TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, TF32 cudnn {torch.backends.cudnn.allow_tf32}"
-    text = (f"{table}\n\nEmbedding net width {args.width} at {args.size}x{args.size}, batch {args.batch}, "
-            f"torch {torch.__version__}, {tf32}; {time.perf_counter() - t0:.0f} s in all. Machine: {machine()}."
-            + ("\n\nDRY RUN on CPU with tiny sizes: the ratios mean nothing." if args.dry_run else ""))
+    text = (
+        f"{table}\n\nEmbedding net width {args.width} at {args.size}x{args.size}, batch {args.batch}, "
+        f"torch {torch.__version__}, {tf32}; {time.perf_counter() - t0:.0f} s in all. Machine: {machine()}."
+        + ("\n\nDRY RUN on CPU with tiny sizes: the ratios mean nothing." if args.dry_run else "")
+    )
     print(text)
     if not args.dry_run and not args.no_docs:
         print(f"written to {write_block('models.md', 'gpu', text)}")

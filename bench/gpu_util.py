@@ -25,7 +25,7 @@ class GpuSampler:
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         exe = shutil.which("nvidia-smi")
         if exe is None:
             return self

@@ -11,8 +11,14 @@ from __future__ import annotations
 from sidepath.decoders.base import MEDIA_KINDS, DecodeSpec, Media
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.fetcher import Fetcher
-from sidepath.decoders.image import (IMAGENET_MEAN, IMAGENET_STD, resize_center_crop, resize_letterbox,
-                                     resize_max_side, to_float_chw)
+from sidepath.decoders.image import (
+                                     IMAGENET_MEAN,
+                                     IMAGENET_STD,
+                                     resize_center_crop,
+                                     resize_letterbox,
+                                     resize_max_side,
+                                     to_float_chw,
+)
 from sidepath.decoders.media import decode_media
 from sidepath.decoders.video import VIDEO_MODES
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 from sidepath.worker.errors import ConfigError, FetchError
 
@@ -94,7 +94,7 @@ class AddressGuard:
 
     @classmethod
     def create(cls, allow_hosts: Iterable[str] = (), allow_private: bool = False,
-               resolver: Resolver | None = None) -> "AddressGuard":
+               resolver: Resolver | None = None) -> AddressGuard:
         return cls(tuple(allow_hosts), bool(allow_private), resolver or system_resolver)
 
     def _allowed(self, host: str, addr: IPAddress) -> bool:

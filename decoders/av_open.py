@@ -8,7 +8,8 @@ over as a Python file object, never as a name FFmpeg would interpret.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import av
 import av.container

@@ -7,7 +7,8 @@ urllib3 connection pool shared by the decode threads (it is thread-safe).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sidepath.decoders.address_guard import AddressGuard, Resolver
 from sidepath.decoders.fetched import Fetched
@@ -61,7 +62,7 @@ class Fetcher:
                                 ca_certs=ca_certs, pool_size=pool_size, user_agent=user_agent)
 
     @classmethod
-    def from_config(cls, decode: Any, **overrides: Any) -> "Fetcher":
+    def from_config(cls, decode: Any, **overrides: Any) -> Fetcher:
         """Build from ``Config.decode`` (a ``DecodeConfig``); keyword overrides win."""
         opts = dict(max_bytes=decode.max_bytes, timeout_s=decode.timeout_s, retries=decode.retries,
                     allow_hosts=list(decode.allow_hosts), allow_private=decode.allow_private,
@@ -82,7 +83,7 @@ class Fetcher:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:

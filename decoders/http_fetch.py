@@ -17,10 +17,16 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity import wait_exponential_jitter
-from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError,
-                                TimeoutError as Urllib3Timeout)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from sidepath.decoders.address_guard import AddressGuard
 from sidepath.decoders.fetched import Fetched

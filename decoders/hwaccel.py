@@ -90,7 +90,7 @@ def _hwaccel(index: int | None, *, fallback: bool) -> Any:
                               allow_software_fallback=fallback, options={"primary_ctx": "1"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nvdec_problem(index: int | None = None) -> str | None:
     """``None`` when NVDEC decodes on this machine (device ``index``), else the reason it does not."""
     available = av_hwaccel.hwdevices_available()

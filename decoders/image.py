@@ -6,7 +6,7 @@ resizes, so a model's ``prepare`` may call them from the decode threads.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -49,7 +49,7 @@ class FramePlan(Generic[T]):
         """Does a frame at ``t_s`` meet or pass the next target (so it, or one before it, must be decoded)?"""
         return not self.done and t_s >= self.next_t - self.tol
 
-    def offer(self, t_s: float, make: "Any") -> bool:
+    def offer(self, t_s: float, make: Any) -> bool:
         """A frame at ``t_s`` was decoded; ``make()`` builds the item when it is kept."""
         if self.done:
             return False
@@ -61,7 +61,7 @@ class FramePlan(Generic[T]):
         self._keep(t_s, make())
         return True
 
-    def take(self, t_s: float, make: "Any") -> bool:
+    def take(self, t_s: float, make: Any) -> bool:
         """Keep a frame for the open target even if it lies before it (approximate, keyframe modes)."""
         if self.done:
             return False

@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch

@@ -20,7 +20,7 @@ every start, on the machine that serves.
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["BATCH_TUNING", "batch_sizes", "choose_batch", "time_batches"]
 

@@ -10,7 +10,8 @@ different content flips about half.  Compare with ``hamming_distance``.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,8 +7,9 @@ engine benchmarks can show what batching buys without a GPU.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase

@@ -7,7 +7,8 @@ same way everywhere; OpenCV directly if that module is absent.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Iterable
+from typing import Any
 
 from sidepath.models.base import Model
 from sidepath.worker.errors import ConfigError

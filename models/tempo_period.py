@@ -114,7 +114,9 @@ def _parabola(y0: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor) -> torch.Ten
     return torch.where(denom < 0, 0.5 * (y0 - y2) / safe, torch.zeros_like(denom)).clamp(-0.5, 0.5)
 
 
-def pick_period(mean_acf: torch.Tensor, fps: float, cfg: PeriodConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pick_period(
+    mean_acf: torch.Tensor, fps: float, cfg: PeriodConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Global period in frames (B,), the tempo grid in BPM (G,) and the salience over it (B, G)."""
     bsz = mean_acf.shape[0]
     log_lo, log_hi = math.log(cfg.min_bpm), math.log(cfg.max_bpm)
@@ -131,11 +133,12 @@ def pick_period(mean_acf: torch.Tensor, fps: float, cfg: PeriodConfig) -> tuple[
 def local_periods(tg: Tempogram, period: torch.Tensor, n_frames: int, cfg: PeriodConfig) -> torch.Tensor:
     """Period per frame (B, T): a smooth path through the windows' tempograms near ``period``."""
     bsz, n_win, _ = tg.windows.shape
-    rel = torch.linspace(-cfg.local_octaves, cfg.local_octaves, cfg.local_steps,
-                         device=period.device, dtype=period.dtype)
-    lags = (period[:, None, None] * torch.exp2(rel)).expand(bsz, n_win, -1).contiguous()   # (B, W, J)
+    rel = torch.linspace(
+        -cfg.local_octaves, cfg.local_octaves, cfg.local_steps, device=period.device, dtype=period.dtype
+    )
+    lags = (period[:, None, None] * torch.exp2(rel)).expand(bsz, n_win, -1).contiguous()  # (B, W, J)
     emit = _harmonic_sum(tg.windows, lags, cfg.harmonics) * tg.keep[..., None]
-    step_cost = cfg.change_cost * (rel[:, None] - rel[None, :]).abs()                      # (J_from, J_to)
+    step_cost = cfg.change_cost * (rel[:, None] - rel[None, :]).abs()  # (J_from, J_to)
     score = emit[:, 0]
     back = []
     for w in range(1, n_win):
@@ -147,10 +150,10 @@ def local_periods(tg: Tempogram, period: torch.Tensor, n_frames: int, cfg: Perio
     for arg in reversed(back):
         j = arg.gather(-1, j[:, None])[:, 0]
         path.append(j)
-    idx = torch.stack(path[::-1], dim=1)                                                    # (B, W)
+    idx = torch.stack(path[::-1], dim=1)  # (B, W)
     near = [emit.gather(-1, (idx + d).clamp(0, cfg.local_steps - 1)[..., None])[..., 0] for d in (-1, 0, 1)]
     octave = rel[idx] + (rel[1] - rel[0]) * _parabola(*near)
-    per_window = period[:, None] * torch.exp2(octave)                                       # (B, W)
+    per_window = period[:, None] * torch.exp2(octave)  # (B, W)
     # window w is centred on frame w * hop; frames in between take a linear blend
     pos = torch.arange(n_frames, device=period.device, dtype=period.dtype) / tg.hop
     lo = pos.floor().long().clamp(max=n_win - 1)

@@ -11,7 +11,8 @@ find the culprit), in ``prepare`` for the bad item alone, or ``FatalError`` in
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase

@@ -13,9 +13,10 @@ redelivery after a crash writes the same row again, never a second row.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from sidepath.sinks.json_codec import encode
 
@@ -23,7 +24,7 @@ __all__ = ["SourceRef", "Result", "DeadLetter", "Rejected", "Sink", "DeadLetterS
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SourceRef(NamedTuple):

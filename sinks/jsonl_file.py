@@ -20,9 +20,9 @@ import logging
 import os
 import re
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Sequence
 
 from sidepath.worker.errors import ConfigError, SinkError, TransientSinkError
 
@@ -63,7 +63,7 @@ def repair_tail(fd: int) -> int:
 
 
 def _rotated_name(path: Path, when: float) -> Path:
-    stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%Y%m%dT%H%M%S_%f")
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y%m%dT%H%M%S_%f")
     candidate = path.with_name(f"{path.stem}.{stamp}Z{path.suffix}")
     n = 1
     while candidate.exists():          # two rotations within one microsecond

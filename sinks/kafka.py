@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import KafkaError, KafkaException

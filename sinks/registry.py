@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from functools import partial
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from sidepath.sinks.base import DeadLetterSink, Sink

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from difflib import get_close_matches
 from importlib.util import find_spec
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -207,7 +208,7 @@ class SqlSink:
             return []
         if not self._ready:
             self._prepare()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         latest: dict[tuple[str, str, str], _Row] = {}
         for r in results:                        # one row per key in a statement; the last result wins
             latest.pop(r.key, None)

@@ -7,7 +7,7 @@ have lengths that fit MySQL's 3072-byte index limit in utf8mb4
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,7 +62,7 @@ def _timestamp(text: str) -> datetime | None:
         log.debug("processed_at %r is not ISO 8601; stored as NULL", text)
         return None
     # MySQL's DATETIME keeps no offset: store every time as UTC
-    return ts.astimezone(timezone.utc) if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def row_of(result: Result, now: datetime) -> dict[str, Any]:

@@ -8,7 +8,8 @@ read or an option no one asked for, so that a typo never passes silently.
 from __future__ import annotations
 
 import re
-from typing import Iterable, NoReturn
+from collections.abc import Iterable
+from typing import NoReturn
 from urllib.parse import parse_qsl
 
 from sidepath.worker.config import mask_url

@@ -5,8 +5,9 @@ Used by name: ``model.name = "tests.gate_model:GateModel"``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase

@@ -5,9 +5,10 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def private_broker(prefix: str = "sidepath-kafka-") -> Iterator["Broker"]:
+def private_broker(prefix: str = "sidepath-kafka-") -> Iterator[Broker]:
     """A real single-node broker on free loopback ports, of the caller alone (to stop, restart or
     share by a session); stopped and its files removed afterwards."""
     from sidepath.worker.devkafka import Broker

@@ -13,7 +13,8 @@ from __future__ import annotations
 import queue
 import time
 from collections import deque
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["Batcher", "Chunk", "STOP"]
 
@@ -33,7 +34,7 @@ class Chunk(list):  # type: ignore[type-arg]
 
 
 class Batcher(Generic[T]):
-    def __init__(self, q: "queue.Queue[object]", *, max_units: int, max_wait_s: float,
+    def __init__(self, q: queue.Queue[object], *, max_units: int, max_wait_s: float,
                  units: Callable[[T], int]) -> None:
         self.q, self.max_units, self.max_wait_s, self.units = q, max_units, max_wait_s, units
         self._pending: deque[object] = deque()     # taken from the queue, not batched yet

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from sidepath.worker.config import Config, load_config, masked
 from sidepath.worker.cli_errors import OneLineErrors
+from sidepath.worker.config import Config, load_config, masked
 from sidepath.worker.errors import ConfigError
 
 __all__ = ["cli", "main"]

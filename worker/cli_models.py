@@ -76,7 +76,7 @@ def verify_cmd(manifest_or_part: Path) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def merge_cmd(manifest_or_part: Path, output: Path, force: bool) -> None:
     """Verify the parts named by a manifest (or its first part) and join them into one file."""
-    from sidepath.models.parts import merge_parts, read_manifest, find_manifest
+    from sidepath.models.parts import find_manifest, merge_parts, read_manifest
 
     manifest = read_manifest(find_manifest(manifest_or_part))
     dest = merge_parts(manifest.path, output, force=force)

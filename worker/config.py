@@ -299,7 +299,7 @@ def _validate(cfg: Config) -> None:
 
 def _check_exactly_once(urls: list[str], bootstrap: str) -> None:
     """A Kafka transaction covers one cluster: the result topics must live where the offsets are."""
-    from sidepath.sinks.kafka import producer_config_of_url   # sinks import this module: not at the top
+    from sidepath.sinks.kafka import producer_config_of_url  # sinks import this module: not at the top
 
     source = {h.strip() for h in bootstrap.split(",") if h.strip()}
     for url in urls:

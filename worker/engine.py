@@ -19,8 +19,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -59,7 +60,7 @@ class _Stats:
 
 class Engine:
     def __init__(self, consumer: Consumer, *, topic: str, group: str, models: Sequence[Model],
-                 decode_stage: DecodeStage, failures: Failures, completions: "queue.Queue[Completion]",
+                 decode_stage: DecodeStage, failures: Failures, completions: queue.Queue[Completion],
                  metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,

@@ -23,7 +23,8 @@ Only the poll loop calls this (like the offset tracker).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
@@ -55,14 +56,14 @@ class Health:
         return True, "ready"
 
     # ---- refreshed by the poll loop --------------------------------------------
-    def tick(self, engine: "Engine") -> None:
+    def tick(self, engine: Engine) -> None:
         now = time.monotonic()
         if now < self._next_refresh:
             return
         self._next_refresh = now + self.lag_interval_s
         self.refresh(engine)
 
-    def refresh(self, engine: "Engine") -> None:
+    def refresh(self, engine: Engine) -> None:
         if self.gpu_used is not None:
             self.metrics.gpu_memory_used.set(self.gpu_used())
         keys = engine.tracker.partitions()

@@ -5,8 +5,9 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Hashable
+from collections.abc import Hashable
+from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["setup_logging", "JsonFormatter", "Throttle", "librdkafka_logging"]
 
@@ -17,7 +18,7 @@ CONTEXT_FIELDS = ("postid", "topic", "partition", "offset", "stage", "model", "g
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily
@@ -40,7 +41,7 @@ class Metrics:
     commits: Counter
     stalls: Counter
     stage_seconds: Histogram
-    end_to_end_seconds: "BatchHistogram"
+    end_to_end_seconds: BatchHistogram
     batch_size: Histogram
     inflight_messages: Gauge
     inflight_bytes: Gauge

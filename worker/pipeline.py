@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from sidepath.decoders.base import DecodeSpec
 from sidepath.worker.config import Config, mask_url

@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_after_delay, wait_random_exponential
 
@@ -50,7 +51,7 @@ def _one_line(exc: BaseException) -> str:
 class Failures:
     """Turns one message's failure into error results (one per model) and a dead letter."""
 
-    def __init__(self, models: Sequence[Model], out: "queue.Queue[Any]", metrics: Metrics, group: str) -> None:
+    def __init__(self, models: Sequence[Model], out: queue.Queue[Any], metrics: Metrics, group: str) -> None:
         self.models, self.out, self.metrics, self.group = models, out, metrics, group
 
     def fail(self, inf: Inflight, stage: str, exc: BaseException, models: Sequence[Model] | None = None) -> None:
@@ -75,7 +76,7 @@ class DecodeStage:
     """
 
     def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Any],
-                 threads: int, model_queues: dict[str, "queue.Queue[Any]"], failures: Failures,
+                 threads: int, model_queues: dict[str, queue.Queue[Any]], failures: Failures,
                  metrics: Metrics, add_bytes: Callable[[Inflight, int], None]) -> None:
         self.models, self.spec, self.decode = models, spec, decode
         self.model_queues, self.failures, self.metrics, self.add_bytes = model_queues, failures, metrics, add_bytes
@@ -175,7 +176,7 @@ def _is_fatal_device_error(exc: BaseException) -> bool:
 class ModelRunner(threading.Thread):
     """Batches Work for one model instance and runs it; isolates items that fail."""
 
-    def __init__(self, model: Model, q: "queue.Queue[Any]", out: "queue.Queue[Any]", *, max_wait_s: float,
+    def __init__(self, model: Model, q: queue.Queue[Any], out: queue.Queue[Any], *, max_wait_s: float,
                  failures: Failures, metrics: Metrics, on_fatal: Callable[[BaseException], None],
                  name: str) -> None:
         super().__init__(name=name, daemon=True)
@@ -258,8 +259,8 @@ def _empty_cache() -> None:
 class SinkWriter(threading.Thread):
     """Writes results to every sink and dead letters to the DLQ, then reports completions."""
 
-    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: "queue.Queue[Any]",
-                 completions: "queue.Queue[Completion]", *, batch_size: int, batch_wait_s: float,
+    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: queue.Queue[Any],
+                 completions: queue.Queue[Completion], *, batch_size: int, batch_wait_s: float,
                  retry_deadline_s: float, metrics: Metrics, group: str,
                  on_fatal: Callable[[BaseException], None]) -> None:
         super().__init__(name="sink-writer", daemon=True)

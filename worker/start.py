@@ -1,7 +1,7 @@
 """Parse ``--start-at``: ISO-8601 (UTC when no zone is given) or epoch milliseconds."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sidepath.worker.errors import ConfigError
 
@@ -19,5 +19,5 @@ def parse_start_at(text: str) -> int:
         raise ConfigError("--start-at", text, "use ISO-8601 like 2026-11-28T10:00:00Z, or epoch milliseconds") \
             from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)

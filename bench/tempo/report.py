@@ -61,13 +61,19 @@ def by_style(ours: Summary, base: Summary, counts: dict[str, int]) -> str:
 
 def worst_clips(ours: list[ClipScore], base: list[ClipScore], details: dict[str, str], n: int = 12) -> str:
     pairs = sorted(((o, b) for o, b in zip(ours, base) if o.is_music), key=lambda p: p[0].f_measure)[:n]
-    rows = ["| clip | content | reference BPM | librosa BPM / F | sidepath BPM / F / AMLt |", "|---|---|---:|---:|---:|"]
+    rows = [
+        "| clip | content | reference BPM | librosa BPM / F | sidepath BPM / F / AMLt |",
+        "|---|---|---:|---:|---:|",
+    ]
+
     def bpm(x: float | None) -> str:
         return f"{x:.1f}" if x else "none"
 
     for o, b in pairs:
-        rows.append(f"| {o.name} | {details[o.name]} | {bpm(o.ref_bpm)} | {bpm(b.bpm)} / {b.f_measure:.2f} | "
-                    f"{bpm(o.bpm)} / {o.f_measure:.2f} / {o.amlt:.2f} |")
+        rows.append(
+            f"| {o.name} | {details[o.name]} | {bpm(o.ref_bpm)} | {bpm(b.bpm)} / {b.f_measure:.2f} | "
+            f"{bpm(o.bpm)} / {o.f_measure:.2f} / {o.amlt:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -75,11 +81,23 @@ def summary_rows(ours: Summary, base: Summary) -> list[tuple[str, str, str, str]
     """Headline rows (workload, baseline, sidepath, ratio) for the summary of ``python -m bench``."""
     n = ours.music_clips
     return [
-        (f"tempo & beats: beat F-measure ({n} rendered music clips)", f"librosa {base.f_measure:.3f}",
-         f"{ours.f_measure:.3f}", f"{_ratio(ours.f_measure, base.f_measure):.2f}x"),
+        (
+            f"tempo & beats: beat F-measure ({n} rendered music clips)",
+            f"librosa {base.f_measure:.3f}",
+            f"{ours.f_measure:.3f}",
+            f"{_ratio(ours.f_measure, base.f_measure):.2f}x",
+        ),
         ("tempo & beats: AMLt", f"librosa {base.amlt:.3f}", f"{ours.amlt:.3f}", f"{_ratio(ours.amlt, base.amlt):.2f}x"),
-        (f"tempo & beats: negatives with beats ({ours.negative_clips} clips)", f"librosa {base.negatives_with_beats}",
-         f"{ours.negatives_with_beats}", ""),
-        ("tempo & beats: CPU ms per clip, batch 1", f"librosa {base.ms_per_clip:.1f} ms", f"{ours.ms_per_clip:.1f} ms",
-         f"{_ratio(base.ms_per_clip, ours.ms_per_clip):.2f}x faster"),
+        (
+            f"tempo & beats: negatives with beats ({ours.negative_clips} clips)",
+            f"librosa {base.negatives_with_beats}",
+            f"{ours.negatives_with_beats}",
+            "",
+        ),
+        (
+            "tempo & beats: CPU ms per clip, batch 1",
+            f"librosa {base.ms_per_clip:.1f} ms",
+            f"{ours.ms_per_clip:.1f} ms",
+            f"{_ratio(base.ms_per_clip, ours.ms_per_clip):.2f}x faster",
+        ),
     ]

@@ -10,8 +10,15 @@ import pytest
 
 from sidepath.worker.devkafka import group_offsets
 from tests.kafka_util import create_topic, end_offsets, produce
-from tests.worker_util import (ThreadWorker, jsonl_results, sqlite_rows, start_worker_process, wait_for,
-                               worker_config, write_config_file)
+from tests.worker_util import (
+    ThreadWorker,
+    jsonl_results,
+    sqlite_rows,
+    start_worker_process,
+    wait_for,
+    worker_config,
+    write_config_file,
+)
 
 pytestmark = pytest.mark.kafka
 

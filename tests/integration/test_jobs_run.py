@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from confluent_kafka import Producer
@@ -65,7 +65,7 @@ def test_start_at_an_iso_time_replays_from_there_and_from_beginning_replays_all(
                                                                                    run_cli):
     topic = f"start-at-{time.time_ns()}"
     create_topic(kafka_bootstrap, topic, 2)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamps = {f"old{i}": now - timedelta(hours=3, minutes=i) for i in range(4)}
     stamps |= {f"new{i}": now - timedelta(minutes=30 - i) for i in range(5)}
     _produce_at(kafka_bootstrap, topic, stamps)

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from sidepath.sinks import open_sink
 from sidepath.sinks.base import Result, SourceRef
-from sidepath.sinks.sql import SqlSink
 from sidepath.sinks.registry import expand_url
+from sidepath.sinks.sql import SqlSink
 from sidepath.worker.devkafka import free_ports
 from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
 

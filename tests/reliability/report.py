@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import machine
@@ -77,7 +77,7 @@ def write_rows(rows: list[Row], block: str, *, command: str, doc: Path = DOC) ->
         merged[r.scenario] = r.cells()
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(merged[k]) + " |" for k in sorted(merged, key=_order)]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"Written by `{command}` on {machine()}; last update {when}.\n\n" + "\n".join(lines))
     start, end = _markers(block)
     new = f"{start}\n{body}\n{end}"

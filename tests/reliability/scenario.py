@@ -22,9 +22,10 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -374,7 +375,8 @@ class Scenario:
         letters = self.letters()
         letter_keys = {(d["source"]["partition"], d["source"]["offset"], d["stage"]) for d in letters}
         errors = {(r[6], r[7], r[4]) for r in rows if r[3] == "error"}
-        assert errors <= letter_keys, f"{self.name}: error rows without a dead letter: {sorted(errors - letter_keys)[:10]}"
+        missing = sorted(errors - letter_keys)[:10]
+        assert errors <= letter_keys, f"{self.name}: error rows without a dead letter: {missing}"
         bad_src = {(p, o) for p, o, _ in letter_keys} - {(p, o) for p, o, _ in errors}
         assert not bad_src, f"{self.name}: dead letters for messages whose rows are all ok: {sorted(bad_src)[:10]}"
         for d in letters:
@@ -389,16 +391,30 @@ class Scenario:
         ok_restarts = restarts(n_restarts) if callable(restarts) else n_restarts == restarts
         assert ok_restarts, f"{self.name}: {n_restarts} restarts: " + "; ".join(s.describe() for s in self.supervisors)
 
-        ends = end_offsets(self.bootstrap, self.topic)                 # the real log end
-        tool = group_offsets(self.bootstrap, self.group)               # Kafka's own tool
+        ends = end_offsets(self.bootstrap, self.topic)  # the real log end
+        tool = group_offsets(self.bootstrap, self.group)  # Kafka's own tool
         got_commits = {p: v[0] for (t, p), v in tool.items() if t == self.topic}
         assert got_commits == ends, f"{self.name}: kafka-consumer-groups says {tool}, log end {ends}"
 
         rec = f"max {max(self.recoveries):.1f} s over {len(self.recoveries)}" if self.recoveries else "-"
-        row = Row(self.name, len(self.sent), len(self.models), len(rows), len(lines), len(lines) - len(keys),
-                  len({(p, o, d['model'], d['stage']) for d in letters
-                       for p, o in [(d['source']['partition'], d['source']['offset'])]}),
-                  n_restarts, rec, notes)
+        row = Row(
+            self.name,
+            len(self.sent),
+            len(self.models),
+            len(rows),
+            len(lines),
+            len(lines) - len(keys),
+            len(
+                {
+                    (p, o, d["model"], d["stage"])
+                    for d in letters
+                    for p, o in [(d["source"]["partition"], d["source"]["offset"])]
+                }
+            ),
+            n_restarts,
+            rec,
+            notes,
+        )
         log.info("%s: %s", self.name, row)
         if self.report is not None:
             self.report(row)

@@ -58,7 +58,7 @@ class Supervisor:
                                         daemon=True)
 
     # ---- control ---------------------------------------------------------------
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         self._spawn()
         self._thread.start()
         return self

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.kafka_util import private_broker
 from tests.fixtures.media import Handler, MediaServer, send
+from tests.kafka_util import private_broker
 from tests.reliability.mix import mixed_requests
 from tests.reliability.scenario import Expect, Item, good
 

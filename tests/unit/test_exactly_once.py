@@ -97,7 +97,7 @@ def test_an_abandoned_transaction_is_settled_from_the_committed_offsets_before_a
     for lands in (True, False):
         rec = Recorder()
         committed = {tp: None}
-        held = HeldResults(rec, lambda tps: dict(committed))
+        held = HeldResults(rec, lambda tps, committed=committed: dict(committed))
         for off in range(4):
             held.hold(tp, off, [_result(tp, off)])
         rec.stuck, rec.lands = True, lands

@@ -79,7 +79,9 @@ def test_guard_allows_by_name_by_address_and_by_network():
     table = {"store.test": ["127.0.0.5"], "other.test": ["127.0.0.9"]}
     assert AddressGuard.create(["store.test"], resolver=fake_resolver(table)).resolve("store.test", 80) == ["127.0.0.5"]
     assert AddressGuard.create(["127.0.0.9"], resolver=fake_resolver(table)).resolve("other.test", 80) == ["127.0.0.9"]
-    assert AddressGuard.create(["127.0.0.0/29"], resolver=fake_resolver(table)).resolve("store.test", 80) == ["127.0.0.5"]
+    assert AddressGuard.create(["127.0.0.0/29"], resolver=fake_resolver(table)).resolve("store.test", 80) == [
+        "127.0.0.5"
+    ]
     with pytest.raises(FetchError):
         AddressGuard.create(["127.0.0.0/29"], resolver=fake_resolver(table)).resolve("other.test", 80)
     assert AddressGuard.create([], allow_private=True, resolver=fake_resolver(table)).resolve("other.test", 80)

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from sidepath.decoders.base import Media
-from sidepath.models import create_model
-from sidepath.models import batching
+from sidepath.models import batching, create_model
 from sidepath.models.batching import batch_sizes, choose_batch, time_batches
 from sidepath.worker.errors import ConfigError
 

@@ -127,7 +127,8 @@ def test_hash_bits_follow_the_low_frequencies():
     model = create_model("fingerprint")
     model.load(torch.device("cpu"))
     a, b = model.predict([model.prepare(media(img)), model.prepare(media(img[:, :, ::-1].copy()))])
-    bit_01 = lambda h: (int(h, 16) >> (63 - 1)) & 1      # row 0, column 1 of the 8x8 block
+    def bit_01(h):
+        return (int(h, 16) >> (63 - 1)) & 1      # row 0, column 1 of the 8x8 block
     assert (bit_01(a["hash"]), bit_01(b["hash"])) == (1, 0)
 
 
