@@ -81,6 +81,16 @@ class Result:
         return encode(self.to_dict())
 
 
+DLQ_HEADER_PREFIX = "sidepath.dlq."
+
+
+def _foreign_header(name: str, value: bytes) -> tuple[str, bytes]:
+    """An original message's header, renamed when it pretends to be one of ours."""
+    if name.strip().lower().startswith(DLQ_HEADER_PREFIX):
+        return "original." + name, value
+    return name, value
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """The original message plus why it failed, for replay or inspection."""
@@ -97,8 +107,10 @@ class DeadLetter:
     attempts: int = 1
     model: str = ""
 
-    def info_headers(self) -> list[tuple[str, bytes]]:
-        """Headers that name the source and the failure (Kafka Connect style)."""
+    def info_headers(self, extra: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
+        """Headers that name the source and the failure (Kafka Connect style), then ``extra``,
+        then the original headers.  Ours come first, and an original header in our namespace
+        is renamed ``original.<name>``: a topic writer cannot spoof ``sidepath.dlq.stage``."""
         info = {
             "sidepath.dlq.topic": self.source.topic,
             "sidepath.dlq.partition": str(self.source.partition),
@@ -110,7 +122,8 @@ class DeadLetter:
             "sidepath.dlq.exception.message": self.error[:2000],
             "sidepath.dlq.attempts": str(self.attempts),
         }
-        return [*self.headers, *((k, v.encode()) for k, v in info.items())]
+        ours = [(k, v.encode()) for k, v in info.items()]
+        return [*ours, *extra, *(_foreign_header(k, v) for k, v in self.headers)]
 
     def to_dict(self) -> dict[str, Any]:
         b64 = lambda b: None if b is None else base64.b64encode(b).decode()  # noqa: E731

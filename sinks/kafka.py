@@ -195,12 +195,12 @@ class KafkaDeadLetterSink(_KafkaWriter):
 
     @staticmethod
     def _message(d: DeadLetter, *, keep_value: bool = True) -> OutMessage:
-        headers = d.info_headers()
+        extra = []
         if d.timestamp_ms is not None:
-            headers.append(("sidepath.dlq.timestamp_ms", str(d.timestamp_ms).encode()))
+            extra.append(("sidepath.dlq.timestamp_ms", str(d.timestamp_ms).encode()))
         if not keep_value and d.value is not None:
-            headers.append(("sidepath.dlq.value_dropped_bytes", str(len(d.value)).encode()))
-        return OutMessage(d.key, d.value if keep_value else None, headers)
+            extra.append(("sidepath.dlq.value_dropped_bytes", str(len(d.value)).encode()))
+        return OutMessage(d.key, d.value if keep_value else None, d.info_headers(extra))
 
     def write_letters(self, letters: Sequence[DeadLetter]) -> None:
         errors = self._deliver([self._message(d) for d in letters])
