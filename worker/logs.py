@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["setup_logging", "JsonFormatter", "Throttle", "librdkafka_logging"]
+__all__ = ["setup_logging", "JsonFormatter", "TextFormatter", "Throttle", "librdkafka_logging", "escape_controls"]
 
 #: ``extra=`` fields copied into the JSON object when present
 CONTEXT_FIELDS = ("postid", "topic", "partition", "offset", "stage", "model", "group")
@@ -32,14 +33,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``a\nb\x1b[31m`` -> ``a\\nb\\x1b[31m``: a value from a message (a URL, an error) cannot
+    start a forged log line or send escape codes to the terminal that shows the log."""
+    def one(m: re.Match[str]) -> str:
+        c = m.group()
+        return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+    return _CONTROL.sub(one, text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record; what the record carries is escaped (``escape_controls``), only a
+    traceback keeps its line breaks."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(ctx)s", "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
         ctx = " ".join(f"{f}={getattr(record, f)}" for f in CONTEXT_FIELDS if hasattr(record, f))
-        record.ctx = f" [{ctx}]" if ctx else ""
+        record.ctx = escape_controls(f" [{ctx}]") if ctx else ""
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return "\n".join(escape_controls(line) for line in super().formatException(ei).split("\n"))
 
 
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
