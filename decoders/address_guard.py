@@ -7,6 +7,10 @@ address).  By default every address that is loopback, link-local, private,
 shared (CGNAT), multicast, reserved or unspecified is refused, and one such
 address among several refuses the whole host.  ``allow_hosts`` lists host names,
 IP addresses or CIDR networks that may resolve to such addresses anyway.
+``allow_private`` admits them all except link-local ones (169.254.0.0/16, where
+cloud metadata services answer, and fe80::/10, also inside IPv6 forms): those
+need an ``allow_hosts`` entry of their own.  A refusal names the resolved address
+in the log only (``FetchError.detail``), never in the result row.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sidepath.worker.errors import ConfigError, FetchError
 
-__all__ = ["AddressGuard", "Resolver", "system_resolver", "forbidden_reason"]
+__all__ = ["AddressGuard", "Resolver", "system_resolver", "forbidden_reason", "is_link_local"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -66,6 +70,12 @@ def forbidden_reason(addr: IPAddress) -> str | None:
     return None
 
 
+def is_link_local(addr: IPAddress) -> bool:
+    """169.254.0.0/16 or fe80::/10, also inside a mapped, 6to4, Teredo or NAT64 address."""
+    inner = _embedded_v4(addr)
+    return is_link_local(inner) if inner is not None else addr.is_link_local
+
+
 @dataclass(frozen=True)
 class AddressGuard:
     """Decides whether a host may be fetched from; see the module docstring."""
@@ -98,7 +108,9 @@ class AddressGuard:
         return cls(tuple(allow_hosts), bool(allow_private), resolver or system_resolver)
 
     def _allowed(self, host: str, addr: IPAddress) -> bool:
-        if self.allow_private or host in self._names:
+        if host in self._names:
+            return True
+        if self.allow_private and not is_link_local(addr):
             return True
         return any(addr.version == net.version and addr in net for net in self._nets)
 
@@ -126,9 +138,10 @@ class AddressGuard:
             addr = ipaddress.ip_address(text)
             reason = forbidden_reason(addr)
             if reason is not None and not self._allowed(name, addr):
-                where = f"is {reason} address" if literal is not None else \
-                    f"resolves to {reason} address ({addr})"
-                raise FetchError(f"host {name} {where}; add it to decode.allow_hosts "
-                                 f"if it is a trusted media store")
+                fix = "add it to decode.allow_hosts if it is a trusted media store"
+                if literal is not None:
+                    raise FetchError(f"host {name} is {reason} address; {fix}")
+                raise FetchError(f"host {name} resolves to {reason} address; {fix}",
+                                 detail=f"host {name} resolves to {reason} address ({addr}); {fix}")
             checked.append(str(addr))
         return checked

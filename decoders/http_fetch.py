@@ -115,7 +115,8 @@ class HttpFetcher:
         exc = state.outcome.exception()
         assert isinstance(exc, FetchError)
         if state.attempt_number > 1:
-            raise FetchError(f"{exc} (gave up after {state.attempt_number} attempts)", retriable=True) from exc
+            tries = f" (gave up after {state.attempt_number} attempts)"
+            raise FetchError(f"{exc}{tries}", retriable=True, detail=f"{exc.detail}{tries}") from exc
         raise exc
 
     def _follow(self, url: str, deadline: float) -> Fetched:

@@ -65,7 +65,9 @@ class LocalFiles:
                                  f"{self.max_bytes}; raise decode.max_bytes or send a smaller file")
             return Fetched(source=shown(raw), size=size, path=str(real))
         if outside == len(candidates):
+            # the result row names the key, the log names the folders (not for other teams to read)
             roots = ", ".join(str(r) for r in self.roots)
-            raise FetchError(f"local path {shown(raw)!r} is outside decode.file_roots ({roots}); "
-                             f"move the file under a root or add its folder to decode.file_roots")
+            fix = "move the file under a root or add its folder to decode.file_roots"
+            raise FetchError(f"local path {shown(raw)!r} is outside decode.file_roots; {fix}",
+                             detail=f"local path {shown(raw)!r} is outside decode.file_roots ({roots}); {fix}")
         raise FetchError(f"no such file: {shown(raw)!r} (looked under decode.file_roots)")

@@ -42,9 +42,17 @@ class FatalError(SidepathError):
 
 
 class MessageError(SidepathError):
-    """One message cannot be processed. ``stage`` names where it failed."""
+    """One message cannot be processed. ``stage`` names where it failed.
+
+    ``str(exc)`` goes into the error result and the dead letter, which other teams read;
+    ``detail`` (resolved internal addresses, configured paths) goes into the log only.
+    """
 
     stage = "unknown"
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class BadRequest(MessageError):
@@ -54,8 +62,8 @@ class BadRequest(MessageError):
 class FetchError(MessageError):
     stage = "fetch"
 
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retriable: bool = False, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.retriable = retriable
 
 

@@ -56,7 +56,8 @@ class Failures:
 
     def fail(self, inf: Inflight, stage: str, exc: BaseException, models: Sequence[Model] | None = None) -> None:
         msg = _one_line(exc)
-        log.warning("dead-lettered at %s: %s", stage, msg,
+        detail = getattr(exc, "detail", None)    # the log may say more than the result row
+        log.warning("dead-lettered at %s: %s", stage, msg if detail is None else detail[:1000],
                     extra={"topic": inf.source.topic, "partition": inf.source.partition,
                            "offset": inf.source.offset, "stage": stage,
                            **({"postid": inf.request.postid} if inf.request else {})})

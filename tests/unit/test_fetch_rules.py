@@ -70,9 +70,12 @@ def fake_resolver(table):
 
 def test_guard_refuses_when_any_resolved_address_is_forbidden():
     guard = AddressGuard.create(["127.0.0.1"], resolver=fake_resolver({"mixed.test": ["127.0.0.1", "127.0.0.2"]}))
-    with pytest.raises(FetchError, match=r"host mixed.test resolves to a loopback address \(127.0.0.2\); "
-                                         r"add it to decode.allow_hosts"):
+    with pytest.raises(FetchError, match=r"^host mixed.test resolves to a loopback address; "
+                                         r"add it to decode.allow_hosts") as caught:
         guard.resolve("mixed.test", 80)
+    # the resolved address is for the log only, never for the result row
+    assert "127.0.0.2" not in str(caught.value)
+    assert "(127.0.0.2)" in caught.value.detail
 
 
 def test_guard_allows_by_name_by_address_and_by_network():
@@ -120,3 +123,27 @@ def test_inline_is_capped_before_decoding():
 def test_invalid_base64_is_one_line():
     with pytest.raises(FetchError, match=r"invalid base64 in .*; send standard or URL-safe base64"):
         decode_inline("data:image/png;base64,@@@@####", max_bytes=1000)
+
+
+@pytest.mark.parametrize("addr", ["169.254.169.254", "169.254.0.1", "fe80::1", "fe80::a9fe:a9fe",
+                                  "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::"])
+def test_allow_private_does_not_admit_link_local_metadata_addresses(addr):
+    # pure classification: the fake resolver answers, nothing connects
+    table = {"metadata.test": [addr]}
+    guard = AddressGuard.create([], allow_private=True, resolver=fake_resolver(table))
+    with pytest.raises(FetchError, match="a link-local address; add it to decode.allow_hosts"):
+        guard.resolve("metadata.test", 80)
+    with pytest.raises(FetchError, match="is a link-local address"):
+        guard.resolve(addr, 80)
+    # an explicit entry admits it, by name or by network
+    addr = str(ipaddress.ip_address(addr))
+    assert AddressGuard.create(["metadata.test"], allow_private=True,
+                               resolver=fake_resolver(table)).resolve("metadata.test", 80) == [addr]
+    assert AddressGuard.create([f"{addr}/128" if ":" in addr else addr],
+                               resolver=fake_resolver(table)).resolve("metadata.test", 80) == [addr]
+
+
+def test_allow_private_still_admits_private_and_loopback_addresses():
+    table = {"store.test": ["10.1.2.3", "127.0.0.2", "fc00::1"]}
+    assert AddressGuard.create([], allow_private=True, resolver=fake_resolver(table)).resolve("store.test", 80) \
+        == ["10.1.2.3", "127.0.0.2", "fc00::1"]
