@@ -124,6 +124,12 @@ def find_manifest(manifest_or_part: str | os.PathLike[str]) -> Path:
     return candidate
 
 
+def _plain_file_name(name: str) -> bool:
+    """A bare file name: no folder part (either slash), not absolute, not '.' or '..', no NUL."""
+    return (bool(name) and name not in (".", "..") and "\x00" not in name
+            and "/" not in name and "\\" not in name and Path(name).name == name)
+
+
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     p = Path(path)
     try:
@@ -135,10 +141,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FatalError(f"model parts manifest {p} is not readable ({exc}); "
                          "write it again with `sidepath model split`") from None
-    for part in parts:
-        # a manifest names files next to itself, never elsewhere
-        if Path(part.name).name != part.name or part.name in (".", ".."):
-            raise FatalError(f"model parts manifest {p} names part {part.name!r} outside its folder; "
+    # a manifest names files next to itself (parts) or in the output folder (the merged file),
+    # never elsewhere: an absolute path or '..' would let a manifest write or read anywhere
+    for what, name in [("file", manifest.file), *(("part", part.name) for part in parts)]:
+        if not _plain_file_name(name):
+            raise FatalError(f"model parts manifest {p} names {what} {name!r} outside its folder; "
                              "refusing it; write it again with `sidepath model split`")
     if not parts or sum(x.size for x in parts) != manifest.size:
         raise FatalError(f"model parts manifest {p}: part sizes do not add up to {manifest.size} bytes; "

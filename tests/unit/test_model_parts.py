@@ -131,3 +131,30 @@ def test_split_merge_round_trip_for_any_sizes(size, part_size):
         assert len(m.parts) == max(1, -(-size // part_size))
         assert all(p.size <= part_size for p in m.parts)
         assert merge_parts(m.path, Path(tmp) / "out.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("bad_name", ["../escaped.pt", "../../escaped.pt", "sub/escaped.pt", "..", "",
+                                      "ABSOLUTE", "..\\escaped.pt"])
+def test_a_manifest_whose_file_escapes_the_output_folder_is_refused(model_file, tmp_path, bad_name):
+    manifest = split_file(model_file, 200_000)
+    doc = json.loads(manifest.read_text())
+    outside = tmp_path / "outside-target.pt"
+    doc["file"] = str(outside) if bad_name == "ABSOLUTE" else bad_name
+    manifest.write_text(json.dumps(doc))
+    out_dir = tmp_path / "out" / "deeper"
+    out_dir.mkdir(parents=True)
+    # `sidepath model merge` into a folder
+    r = _run("merge", str(manifest), "-o", str(out_dir))
+    assert r.exit_code != 0 and "outside its folder" in r.output, r.output
+    # the worker's start merges into a temporary folder
+    from sidepath.models.model_file import load_program
+    with pytest.raises(FatalError, match=r"names file .* outside its folder; refusing it"):
+        load_program(manifest, torch_device())
+    assert not outside.exists()
+    assert not (tmp_path / "out" / "escaped.pt").exists() and not (tmp_path / "escaped.pt").exists()
+    assert list(out_dir.iterdir()) == []
+
+
+def torch_device():
+    import torch
+    return torch.device("cpu")
