@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sidepath.models.frames import FrameModel, PreparedFrames
-from sidepath.models.model_file import load_program
+from sidepath.models.model_file import load_program, parse_sha256
 from sidepath.models.outputs import AGGREGATES, POSTPROCESS, head, summarise
 from sidepath.models.preprocess import RESIZE_MODES, parse_size
 from sidepath.worker.errors import ConfigError, FatalError, ModelError
@@ -79,6 +79,8 @@ class TorchScriptModel(FrameModel):
         "path": ("", "TorchScript (.pt), torch.export (.pt2) file, or a parts manifest (.manifest.json)"),
         "name": ("", "model name in results (default torchscript); give each model of one worker its own"),
         "version": ("", "model_version in results (default sha256:<first 12 hex of the file>)"),
+        "sha256": ("", "expected SHA-256 of the model file (the merged file, for a manifest): checked before "
+                       "loading; empty = not checked"),
         "input_size": ("224", "input in pixels: 224 or HxW such as 256x192"),
         "resize": ("letterbox", "letterbox (pad, keep aspect) | stretch | crop (centre)"),
         "mean": ([0.485, 0.456, 0.406], "per-channel mean on the 0..1 scale, subtracted"),
@@ -117,10 +119,11 @@ class TorchScriptModel(FrameModel):
             raise ConfigError("model.options.top_k", o["top_k"], "must be 1 or more")
         self.module: Any = None
         self.path = Path(str(o["path"])).expanduser()
+        self.sha256 = parse_sha256(o["sha256"])
 
     def load(self, device: Any) -> None:
         super().load(device)
-        program = load_program(self.path, self.device)
+        program = load_program(self.path, self.device, sha256=self.sha256)
         self.module = self.place(program.module, channels_last=self.channels_last)
         self.version = str(self.opts["version"]) or f"sha256:{program.sha256[:12]}"
         log.info("loaded %s model %s (%s) as %s version %s", program.kind, self.path,
