@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from sidepath.worker.errors import FetchError
+from sidepath.worker.masking import mask_url
 
 __all__ = ["Ref", "classify_ref", "shown", "SCHEMES"]
 
@@ -39,15 +39,7 @@ def shown(ref: str, limit: int = 120) -> str:
     text = ref.strip()
     if text[:5].lower() == "data:" or (len(text) > limit and _B64_RE.fullmatch(text[:4096])):
         return f"{text[:24]}... ({len(text)} characters inline)"
-    try:
-        parts = urlsplit(text)
-        if parts.password is not None or parts.username is not None:
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            text = urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        pass
+    text = mask_url(text, keep_user=False)      # signed URLs' tokens too
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

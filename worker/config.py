@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sidepath.worker.errors import ConfigError
+from sidepath.worker.masking import is_secret_key, mask_url
 
 __all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env", "to_toml", "describe_keys"]
 
@@ -212,6 +213,22 @@ def _coerce(key: str, value: Any, typ: Any, *, from_env: bool) -> Any:
     raise ConfigError(key, value, f"expected a {name}; {how}")
 
 
+#: librdkafka settings that hold credentials: like the SECRET_KEYS, never in a file
+LIBRDKAFKA_SECRETS = ("sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem",
+                      "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config")
+
+
+def _refuse_librdkafka_secrets(settings: dict[str, Any], source: str) -> None:
+    for name, value in settings.items():
+        lowered = str(name).strip().lower()
+        if value and (lowered in LIBRDKAFKA_SECRETS or "password" in lowered or "secret" in lowered):
+            hint = {"sasl.password": env_name("kafka.sasl_password"),
+                    "ssl.key.password": env_name("kafka.ssl_key_password")}.get(lowered)
+            fix = f"set {hint} instead" if hint else \
+                f"set it in the environment, in {env_name('kafka.consumer')} (the whole table as JSON)"
+            raise ConfigError(f"kafka.consumer.{name}", "***", f"secrets never go in {source}; {fix}")
+
+
 def _apply(cfg: Config, doc: dict[str, Any], *, source: str) -> None:
     leaves = {key: (owner, name, typ) for key, owner, name, typ in _fields(cfg)}
 
@@ -221,6 +238,8 @@ def _apply(cfg: Config, doc: dict[str, Any], *, source: str) -> None:
             if key in leaves:
                 if key in SECRET_KEYS and v:
                     raise ConfigError(key, "***", f"secrets never go in {source}; set {env_name(key)} instead")
+                if key == "kafka.consumer" and isinstance(v, dict):
+                    _refuse_librdkafka_secrets(v, source)
                 owner, name, typ = leaves[key]
                 setattr(owner, name, _coerce(key, v, typ, from_env=False))
             elif isinstance(v, dict) and any(lk.startswith(key + ".") for lk in leaves):
@@ -357,13 +376,6 @@ def expand_env(url: str, environ: typing.Mapping[str, str] | None = None) -> str
     return _ENV_REF.sub(sub, url)
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)")
-
-
-def mask_url(url: str) -> str:
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", url)
-
-
 def masked(cfg: Config) -> dict[str, Any]:
     """The effective config as a dict with every secret replaced by ``***``."""
     d = cfg.to_dict()
@@ -373,8 +385,7 @@ def masked(cfg: Config) -> dict[str, Any]:
             d[section][name] = "***"
     d["sinks"]["urls"] = [mask_url(u) for u in d["sinks"]["urls"]]
     d["sinks"]["dead_letter"] = mask_url(d["sinks"]["dead_letter"])
-    d["kafka"]["consumer"] = {k: ("***" if "password" in k or "secret" in k else v)
-                              for k, v in d["kafka"]["consumer"].items()}
+    d["kafka"]["consumer"] = {k: ("***" if is_secret_key(k) else v) for k, v in d["kafka"]["consumer"].items()}
     return d
 
 
