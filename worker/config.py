@@ -114,7 +114,10 @@ class EngineConfig:
 @dataclass
 class MetricsConfig:
     port: int = 9108
-    host: str = "0.0.0.0"
+    #: the health/metrics port's bind address: loopback for a dev machine, the pod IP in the chart
+    host: str = "127.0.0.1"
+    read_timeout_s: float = 10.0       # per connection, to send its request
+    max_connections: int = 32          # open at once; at the cap the oldest half-sent one is closed
     ping_timeout_s: float = 30.0
     stall_after_s: float = 300.0
     lag_interval_s: float = 5.0
@@ -271,6 +274,7 @@ _POSITIVE = (
     "decode.max_bytes", "decode.max_pixels", "decode.timeout_s", "sinks.batch_size",
     "engine.max_inflight_messages", "engine.max_inflight_bytes", "engine.commit_interval_s",
     "engine.commit_every", "engine.close_timeout_s", "engine.consume_batch", "metrics.ping_timeout_s",
+    "metrics.read_timeout_s", "metrics.max_connections",
     "kafka.session_timeout_ms",
 )
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")

@@ -63,11 +63,13 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
     if cfg.metrics.port:
         try:
             server = HealthServer(metrics.registry, ping=health.ping, ready=health.ready,
-                                  host=cfg.metrics.host, port=cfg.metrics.port).start()
+                                  host=cfg.metrics.host, port=cfg.metrics.port,
+                                  read_timeout_s=cfg.metrics.read_timeout_s,
+                                  max_connections=cfg.metrics.max_connections).start()
         except OSError as exc:
             raise ConfigError("metrics.port", cfg.metrics.port, f"cannot listen ({exc.strerror}); "
                               "pick a free port or 0 to disable") from None
-        log.info("metrics and health on :%d", server.port)
+        log.info("metrics and health on %s:%d", cfg.metrics.host, server.port)
 
     try:
         stats = _run(cfg, metrics, health, start=start, until_end=until_end, max_messages=max_messages,

@@ -603,3 +603,11 @@ def test_dockerfile_copies_only_what_the_dockerignore_lets_in():
         assert (ROOT / src).exists() or src == "README.md", f"COPY {src}: not in the repository"
         assert included(src), f"COPY {src}: excluded by .dockerignore"
     assert not included("tests") and not included("charts") and not included(".git")
+
+
+def test_the_health_port_binds_the_pod_ip_unless_configured(chart):
+    env = env_of(render(chart, values_for("values-hk.yaml")))
+    assert env["SIDEPATH_METRICS_HOST"] == {"name": "SIDEPATH_METRICS_HOST",
+                                            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    own = env_of(render(chart, values_for("values-hk.yaml", config={"metrics": {"host": "0.0.0.0"}})))
+    assert "SIDEPATH_METRICS_HOST" not in own

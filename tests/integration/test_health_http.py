@@ -72,3 +72,61 @@ def test_a_scraper_that_hangs_up_mid_answer_leaves_no_traceback(capfd):
         server.stop()
     err = capfd.readouterr().err
     assert "Exception occurred" not in err and "Traceback" not in err, err
+
+
+def _http_threads() -> int:
+    import threading
+    return sum(1 for t in threading.enumerate() if "process_request" in t.name)
+
+
+def _wait_for(condition, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_idle_half_sent_connections_cannot_exhaust_the_port():
+    """A slow client holding many half-sent requests: threads stay under the cap, probes answer."""
+    server = HealthServer(CollectorRegistry(), ping=lambda: (True, "alive"), ready=lambda: (True, "ready"),
+                          host="127.0.0.1", port=0, read_timeout_s=60.0, max_connections=8).start()
+    before = _http_threads()
+    held = []
+    try:
+        for _ in range(120):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"GET /api/ping HTTP/1.1\r\nHost: x\r\n")        # never the blank line
+            held.append(s)
+        assert _wait_for(lambda: _http_threads() - before <= 8 + 1), _http_threads() - before
+        assert _get(server.port, "/api/ping") == (200, b'{"ok": true, "detail": "alive"}')
+        assert _get(server.port, "/api/ready")[0] == 200
+        assert _http_threads() - before <= 8 + 1
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+
+
+def test_a_half_sent_request_is_closed_after_the_read_timeout():
+    server = HealthServer(CollectorRegistry(), ping=lambda: (True, "alive"), ready=lambda: (True, "ready"),
+                          host="127.0.0.1", port=0, read_timeout_s=0.5).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"GET /api/ping HTTP/1.1\r\n")
+            assert s.recv(100) == b""            # the server hung up (our own 30 s timeout never hit)
+        assert _get(server.port, "/api/ping")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_the_port_binds_loopback_by_default():
+    from sidepath.worker.config import load_config
+    cfg = load_config(None, environ={})
+    assert cfg.metrics.host == "127.0.0.1"
+    server = HealthServer(CollectorRegistry(), ping=lambda: (True, ""), ready=lambda: (True, ""), port=0).start()
+    try:
+        assert server.server.server_address[0] == "127.0.0.1"
+    finally:
+        server.stop()
