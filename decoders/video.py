@@ -64,8 +64,10 @@ class VideoFrames:
 class _Sampler:
     """One decode of one video stream; ``run()`` returns what the plan kept."""
 
-    def __init__(self, container: Any, stream: Any, spec: DecodeSpec, source: str, *, on_gpu: bool = False) -> None:
+    def __init__(self, container: Any, stream: Any, spec: DecodeSpec, source: str, *, on_gpu: bool = False,
+                 max_pixels: int = 0) -> None:
         self.container, self.stream, self.spec, self.source = container, stream, spec, source
+        self.max_pixels = max_pixels
         self.on_gpu = on_gpu
         self.gpu_frames = 0         # kept frames that came from NVDEC surfaces
         self.stopped_early = False
@@ -97,10 +99,19 @@ class _Sampler:
             self.start = pts
         return (pts - self.start) * self.tb
 
+    def _over_cap(self) -> DecodeError:
+        w, h = self.cc.width or 0, self.cc.height or 0
+        size = f"{w}x{h} = {w * h} pixels" if w * h > self.max_pixels else "larger"
+        return DecodeError(f"video {self.source} switches to frames of {size} mid-stream, over "
+                           f"decode.max_pixels={self.max_pixels} (the header said less); send a smaller "
+                           "video or raise decode.max_pixels")
+
     def _decode(self, packet: Any) -> None:
         try:
             frames = self.cc.decode(packet)
         except av.FFmpegError as exc:
+            if self.max_pixels and (self.cc.width or 0) * (self.cc.height or 0) > self.max_pixels:
+                raise self._over_cap() from None
             self.bad_packets += 1
             log.debug("bad packet in %s: %s", self.source, av_message(exc))
             if self.bad_packets > _MAX_BAD_PACKETS:
@@ -142,6 +153,8 @@ class _Sampler:
             self.skip_level = level
 
     def _on_frame(self, frame: Any) -> None:
+        if self.max_pixels and frame.width * frame.height > self.max_pixels:
+            raise self._over_cap()           # a decoder that did not apply the cap itself
         t = self._time(frame.pts)
         if t is None:        # no timestamp at all: count on from the last one
             rate = float(self.stream.average_rate or 25)
@@ -300,16 +313,21 @@ def _decode_video(fetched: Fetched, spec: DecodeSpec, max_pixels: int, hwaccel: 
             raise DecodeError(f"video frames are {w}x{h} = {w * h} pixels, over decode.max_pixels={max_pixels}; "
                               f"send a smaller video or raise decode.max_pixels")
         cc.thread_count = 1                # one decoder thread per video; the pool decodes several
+        # the header may lie: a stream can switch to larger frames mid-way (a new SPS).  libavcodec
+        # checks this cap on every frame before it allocates one (on the coded size, padded to the
+        # codec's block size: hence the headroom), and _Sampler refuses the video then
+        options = {"max_pixels": str(max_pixels + max_pixels // 8 + 128 * 128)}
         if spec.video_mode == "fast":
-            cc.options = {"skip_loop_filter": "all"}
+            options["skip_loop_filter"] = "all"
             cc.skip_frame = "NONREF"
         elif spec.video_mode == "keyframes":
             cc.skip_frame = "NONKEY"
+        cc.options = options
         for other in container.streams:
             if other.index != stream.index:
                 other.discard = av.stream.Discard.all      # the demuxer drops their packets without returning them
         on_gpu = hwaccel is not None and bool(cc.is_hwaccel)
-        sampler = _Sampler(container, stream, spec, fetched.source, on_gpu=on_gpu)
+        sampler = _Sampler(container, stream, spec, fetched.source, on_gpu=on_gpu, max_pixels=max_pixels)
         if not on_gpu:
             return sampler.run()
         try:
