@@ -12,6 +12,8 @@ from typing import Any
 
 __all__ = ["setup_logging", "JsonFormatter", "TextFormatter", "Throttle", "librdkafka_logging", "escape_controls"]
 
+_C1 = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
 #: ``extra=`` fields copied into the JSON object when present
 CONTEXT_FIELDS = ("postid", "topic", "partition", "offset", "stage", "model", "group")
 
@@ -30,7 +32,8 @@ class JsonFormatter(logging.Formatter):
                 doc[f] = getattr(record, f)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        # json escapes C0 controls; C1 (a terminal's CSI is \x9b) and U+2028/9 it leaves raw
+        return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(doc, ensure_ascii=False, default=str))
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

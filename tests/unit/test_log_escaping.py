@@ -31,3 +31,13 @@ def test_newlines_and_escape_codes_from_a_message_are_escaped():
 def test_plain_text_and_unicode_are_unchanged():
     line = _text_log("model %s ready on %s", "äge", "cpu", topic="posts")
     assert line.rstrip("\n").endswith("model äge ready on cpu [topic=posts]")
+
+
+def test_json_logs_escape_c1_controls_too():
+    import json
+
+    from sidepath.worker.logs import JsonFormatter
+    record = logging.LogRecord("sidepath.x", logging.WARNING, __file__, 1, "bad %s", ("a\x9b2Jb\u2028c\nd",), None)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line and "\x9b" not in line and "\u2028" not in line
+    assert json.loads(line)["message"] == "bad a\x9b2Jb\u2028c\nd"
