@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
+from sidepath.worker.cli_config import config_option, load_cli_config
 from sidepath.worker.cli_errors import OneLineErrors
-from sidepath.worker.config import Config, load_config, masked
+from sidepath.worker.config import Config, masked
 from sidepath.worker.errors import ConfigError
 
 __all__ = ["cli", "main"]
@@ -24,12 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def _load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config:
-    return load_config(ctx.obj["config_path"], overrides=overrides)
+    return load_cli_config(ctx, overrides)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", default="sidepath.toml", show_default=True,
-              envvar="SIDEPATH_CONFIG", help="TOML config file; every key can be overridden by SIDEPATH_* variables.")
+@click.option("--config", "config_path", default=None, metavar="FILE", envvar="SIDEPATH_CONFIG",
+              help="TOML config file (default ./sidepath.toml if present); every key can be overridden by "
+                   "SIDEPATH_* variables. Also accepted after the subcommand.")
 @click.option("--log-level", default="INFO", show_default=True, envvar="SIDEPATH_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--log-format", default="auto", show_default=True, envvar="SIDEPATH_LOG_FORMAT",
@@ -43,7 +45,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -
 
     setup_logging(log_level.upper(), log_format)
     ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
+    ctx.obj["config_path"] = config_path   # resolved with the subcommand's --config by cli_config
 
 
 @cli.command()
@@ -55,6 +57,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -
 @click.option("--group", help="Override kafka.group_id.")
 @click.option("--model", "model_name", help="Override model.name.")
 @click.option("--sink", "sinks", multiple=True, help="Override sinks.urls (repeat for several).")
+@config_option
 @click.pass_context
 def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_end: bool,
         max_messages: int, topic: str | None, group: str | None, model_name: str | None,
@@ -86,6 +89,7 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
 @click.option("--media-dir", default="var/demo-media", show_default=True,
               help="Where demo media is written (requests point at it by path).")
 @click.option("--topic", help="Override kafka.topic.")
+@config_option
 @click.pass_context
 def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: str, topic: str | None) -> None:
     """Send requests to the topic (from a JSONL file, or generated demo requests)."""
@@ -106,6 +110,7 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="json", show_default=True)
+@config_option
 @click.pass_context
 def config_show(ctx: click.Context, fmt: str) -> None:
     """Print the effective config (file + environment) with secrets masked."""
@@ -132,6 +137,7 @@ def config_keys() -> None:
 @click.option("--topic", help="Topic (default kafka.topic).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--watch", type=float, default=0, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@config_option
 @click.pass_context
 def lag(ctx: click.Context, group: str | None, topic: str | None, as_json: bool, watch: float) -> None:
     """Show the group's committed offsets, end offsets, lag and last commit age."""
