@@ -85,22 +85,34 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
               help="JSONL file of requests, one per line.")
 @click.option("--demo", "demo_count", type=int, default=0,
-              help="Generate this many demo requests together with the media they point at.")
-@click.option("--media-dir", default="var/demo-media", show_default=True,
-              help="Where demo media is written (requests point at it by path).")
+              help="Generate this many demo requests (images and 3 s videos with sound) and their media.")
+@click.option("--media-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write demo media here and point requests at it by path (the worker reads it only under "
+                   "decode.file_roots); default: media inline in each message as base64.")
+@click.option("--jsonl", "jsonl_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the requests to this JSONL file instead of sending them (input for `sidepath backfill`).")
 @click.option("--topic", help="Override kafka.topic.")
 @config_option
 @click.pass_context
-def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: str, topic: str | None) -> None:
+def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: Path | None,
+            jsonl_out: Path | None, topic: str | None) -> None:
     """Send requests to the topic (from a JSONL file, or generated demo requests)."""
-    from sidepath.worker.produce import demo_requests, produce_requests, read_jsonl
+    from sidepath.worker.produce import demo_requests, demo_summary, produce_requests, read_jsonl
 
     cfg = _load(ctx, {"kafka.topic": topic} if topic else None)
     if bool(path) == bool(demo_count):
         raise ConfigError("--file/--demo", path or demo_count, "give exactly one of --file PATH or --demo N")
-    requests = read_jsonl(Path(path)) if path else demo_requests(demo_count, Path(media_dir))
-    n = produce_requests(cfg, requests)
-    click.echo(f"produced {n} requests to {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}")
+    if path:
+        n = produce_requests(cfg, read_jsonl(Path(path)))
+        click.echo(f"produced {n} requests to {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}")
+        return
+    requests = demo_requests(demo_count, media_dir)
+    if jsonl_out:
+        jsonl_out.write_text("".join(json.dumps(r) + "\n" for r in requests))
+        click.echo(f"wrote {len(requests)} demo requests to {jsonl_out} (try `sidepath backfill --input {jsonl_out}`)")
+        return
+    produce_requests(cfg, requests)
+    click.echo(demo_summary(cfg, requests, media_dir))
 
 
 @cli.group()
@@ -177,6 +189,11 @@ def dev_kafka() -> None:
     """A real single-node Kafka (KRaft) from Maven Central jars, on loopback."""
 
 
+#: SIDEPATH_DEV_KAFKA_PORT moves the dev broker off 9092 (the docs' own test runs the README this way)
+dev_port_option = click.option("--port", default=9092, show_default=True, envvar="SIDEPATH_DEV_KAFKA_PORT",
+                               help="Broker port (the controller takes the next one).")
+
+
 def _dev_broker(port: int) -> Any:
     from sidepath.worker.devkafka import Broker, cache_dir
 
@@ -192,7 +209,7 @@ def dev_kafka_fetch() -> None:
 
 
 @dev_kafka.command("start")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 @click.option("--keep-data", is_flag=True, help="Keep the topics of the last run instead of a fresh store.")
 def dev_kafka_start(port: int, keep_data: bool) -> None:
     """Format a fresh store (unless --keep-data) and start the broker in the background."""
@@ -207,14 +224,14 @@ def dev_kafka_start(port: int, keep_data: bool) -> None:
 
 
 @dev_kafka.command("stop")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 def dev_kafka_stop(port: int) -> None:
     """Stop the broker (controlled shutdown)."""
     click.echo("kafka stopped" if _dev_broker(port).stop() else "kafka was not running")
 
 
 @dev_kafka.command("status")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 def dev_kafka_status(port: int) -> None:
     """Say whether the broker runs; exit 1 when it does not."""
     b = _dev_broker(port)
