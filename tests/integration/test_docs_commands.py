@@ -128,5 +128,5 @@ def test_readme_commands_run_as_written_and_the_demo_gives_20_results(tmp_path: 
         rows = db.execute("SELECT postid, status, msg FROM sidepath_results WHERE model = 'fingerprint'").fetchall()
     assert len(rows) == 20 and {p for p, *_ in rows} == {f"demo-{i:04d}" for i in range(20)}
     assert all(status == "ok" and msg == "" for _p, status, msg in rows), rows
-    assert not (tmp_path / "var" / "dead-letters.jsonl").exists() or \
-        not (tmp_path / "var" / "dead-letters.jsonl").read_text().strip()
+    dead = tmp_path / "var" / "dead-letters.jsonl"
+    assert not dead.exists() or not dead.read_text().strip()
