@@ -191,7 +191,7 @@ def dev_kafka() -> None:
 
 #: SIDEPATH_DEV_KAFKA_PORT moves the dev broker off 9092 (the docs' own test runs the README this way)
 dev_port_option = click.option("--port", default=9092, show_default=True, envvar="SIDEPATH_DEV_KAFKA_PORT",
-                               help="Broker port (the controller takes the next one).")
+                               show_envvar=True, help="Broker port (the controller takes the next one).")
 
 
 def _dev_broker(port: int) -> Any:
