@@ -61,3 +61,12 @@ def test_shown_output_matches_in_order_with_ellipsis_wildcards():
     assert output_matches(("produced 3 requests to posts at ..., inline", "lag 0"), actual) is None
     assert output_matches(("lag 0", "produced ..."), actual) == "produced ..."     # order matters
     assert output_matches(("produced 4 requests ...",), actual) == "produced 4 requests ..."
+
+
+def test_the_real_docs_parse_and_every_skip_says_why():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = [b for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))] for b in blocks_of(doc)]
+    assert any(b.path.name == "README.md" and not b.skip for b in blocks)
+    assert all(len(b.skip) > 10 for b in blocks if b.skip is not None)
