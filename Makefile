@@ -15,5 +15,5 @@ lint:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" scripts/lint.sh
 
 soak:
-	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" SIDEPATH_SOAK=1 \
+	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" SIDEPATH_SOAK=1 SIDEPATH_WRITE_DOCS=1 \
 	  python -m pytest -q tests/reliability

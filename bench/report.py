@@ -10,9 +10,21 @@ import platform
 import re
 from pathlib import Path
 
-__all__ = ["machine", "markdown_table", "write_block", "summary"]
+__all__ = ["machine", "markdown_table", "write_block", "summary", "check_docs_write", "WRITE_DOCS_ENV"]
 
 ROOT = Path(__file__).resolve().parent.parent
+#: set to 1 to let a test run (make soak) rewrite the tables in docs/
+WRITE_DOCS_ENV = "SIDEPATH_WRITE_DOCS"
+
+
+def check_docs_write(path: Path) -> None:
+    """A test run leaves the checkout clean: under pytest (``PYTEST_CURRENT_TEST``, which the
+    scripts a test starts inherit) a tracked doc is rewritten only with SIDEPATH_WRITE_DOCS=1."""
+    target = path.resolve()
+    tracked = target.is_relative_to(ROOT / "docs") or target == ROOT / "README.md"
+    if tracked and os.environ.get("PYTEST_CURRENT_TEST") and os.environ.get(WRITE_DOCS_ENV) != "1":
+        raise RuntimeError(f"a test run may not rewrite {target.relative_to(ROOT)} (a tracked file); write the "
+                           f"report under var/, or set {WRITE_DOCS_ENV}=1 to refresh the docs (make soak does)")
 
 
 def machine() -> str:
@@ -44,6 +56,7 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
 def write_block(doc: str, name: str, text: str) -> Path:
     """Replace (or append) the named block in ``docs/<doc>``."""
     path = ROOT / "docs" / doc
+    check_docs_write(path)
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start}\n{text.strip()}\n{end}"
     body = path.read_text() if path.exists() else ""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from sidepath.worker.logs import librdkafka_logging
+
 if TYPE_CHECKING:
     from sidepath.worker.devkafka import Broker
 
@@ -34,7 +36,7 @@ def private_broker(prefix: str = "sidepath-kafka-") -> Iterator[Broker]:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({**librdkafka_logging(), "bootstrap.servers": bootstrap})
     fut = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name]
     fut.result(30)
     deadline = time.monotonic() + 30        # wait until every partition has a leader
@@ -48,7 +50,7 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict[st
 
 def produce(bootstrap: str, topic: str, values: Iterable[bytes | str | dict], *, key: bytes | None = None,
             partition: int | None = None) -> int:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    p = Producer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
     n = 0
     for v in values:
         if isinstance(v, dict):
@@ -68,7 +70,8 @@ def produce(bootstrap: str, topic: str, values: Iterable[bytes | str | dict], *,
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "sidepath-test-probe", "enable.auto.commit": False})
+    c = Consumer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "group.id": "sidepath-test-probe",
+                  "enable.auto.commit": False})
     try:
         md = c.list_topics(topic, timeout=10).topics[topic]
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
@@ -80,7 +83,7 @@ def read_all(bootstrap: str, topic: str, *, timeout_s: float = 30, expect: int |
     """Every message of a topic from the beginning (a throwaway group that never commits)."""
     import uuid
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+    c = Consumer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     out, deadline = [], time.monotonic() + timeout_s

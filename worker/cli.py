@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
+from sidepath.worker.cli_config import config_option, load_cli_config
 from sidepath.worker.cli_errors import OneLineErrors
-from sidepath.worker.config import Config, load_config, masked
+from sidepath.worker.config import Config, masked
 from sidepath.worker.errors import ConfigError
 
 __all__ = ["cli", "main"]
@@ -24,12 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def _load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config:
-    return load_config(ctx.obj["config_path"], overrides=overrides)
+    return load_cli_config(ctx, overrides)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", default="sidepath.toml", show_default=True,
-              envvar="SIDEPATH_CONFIG", help="TOML config file; every key can be overridden by SIDEPATH_* variables.")
+@click.option("--config", "config_path", default=None, metavar="FILE", envvar="SIDEPATH_CONFIG",
+              help="TOML config file (default ./sidepath.toml if present); every key can be overridden by "
+                   "SIDEPATH_* variables. Also accepted after the subcommand.")
 @click.option("--log-level", default="INFO", show_default=True, envvar="SIDEPATH_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--log-format", default="auto", show_default=True, envvar="SIDEPATH_LOG_FORMAT",
@@ -43,7 +45,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -
 
     setup_logging(log_level.upper(), log_format)
     ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
+    ctx.obj["config_path"] = config_path   # resolved with the subcommand's --config by cli_config
 
 
 @cli.command()
@@ -55,6 +57,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -
 @click.option("--group", help="Override kafka.group_id.")
 @click.option("--model", "model_name", help="Override model.name.")
 @click.option("--sink", "sinks", multiple=True, help="Override sinks.urls (repeat for several).")
+@config_option
 @click.pass_context
 def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_end: bool,
         max_messages: int, topic: str | None, group: str | None, model_name: str | None,
@@ -82,21 +85,34 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
               help="JSONL file of requests, one per line.")
 @click.option("--demo", "demo_count", type=int, default=0,
-              help="Generate this many demo requests together with the media they point at.")
-@click.option("--media-dir", default="var/demo-media", show_default=True,
-              help="Where demo media is written (requests point at it by path).")
+              help="Generate this many demo requests (images and 3 s videos with sound) and their media.")
+@click.option("--media-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write demo media here and point requests at it by path (the worker reads it only under "
+                   "decode.file_roots); default: media inline in each message as base64.")
+@click.option("--jsonl", "jsonl_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the requests to this JSONL file instead of sending them (input for `sidepath backfill`).")
 @click.option("--topic", help="Override kafka.topic.")
+@config_option
 @click.pass_context
-def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: str, topic: str | None) -> None:
+def produce(ctx: click.Context, path: str | None, demo_count: int, media_dir: Path | None,
+            jsonl_out: Path | None, topic: str | None) -> None:
     """Send requests to the topic (from a JSONL file, or generated demo requests)."""
-    from sidepath.worker.produce import demo_requests, produce_requests, read_jsonl
+    from sidepath.worker.produce import demo_requests, demo_summary, produce_requests, read_jsonl
 
     cfg = _load(ctx, {"kafka.topic": topic} if topic else None)
     if bool(path) == bool(demo_count):
         raise ConfigError("--file/--demo", path or demo_count, "give exactly one of --file PATH or --demo N")
-    requests = read_jsonl(Path(path)) if path else demo_requests(demo_count, Path(media_dir))
-    n = produce_requests(cfg, requests)
-    click.echo(f"produced {n} requests to {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}")
+    if path:
+        n = produce_requests(cfg, read_jsonl(Path(path)))
+        click.echo(f"produced {n} requests to {cfg.kafka.topic} at {cfg.kafka.bootstrap_servers}")
+        return
+    requests = demo_requests(demo_count, media_dir)
+    if jsonl_out:
+        jsonl_out.write_text("".join(json.dumps(r) + "\n" for r in requests))
+        click.echo(f"wrote {len(requests)} demo requests to {jsonl_out} (try `sidepath backfill --input {jsonl_out}`)")
+        return
+    produce_requests(cfg, requests)
+    click.echo(demo_summary(cfg, requests, media_dir))
 
 
 @cli.group()
@@ -106,6 +122,7 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="json", show_default=True)
+@config_option
 @click.pass_context
 def config_show(ctx: click.Context, fmt: str) -> None:
     """Print the effective config (file + environment) with secrets masked."""
@@ -132,6 +149,7 @@ def config_keys() -> None:
 @click.option("--topic", help="Topic (default kafka.topic).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--watch", type=float, default=0, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@config_option
 @click.pass_context
 def lag(ctx: click.Context, group: str | None, topic: str | None, as_json: bool, watch: float) -> None:
     """Show the group's committed offsets, end offsets, lag and last commit age."""
@@ -171,6 +189,11 @@ def dev_kafka() -> None:
     """A real single-node Kafka (KRaft) from Maven Central jars, on loopback."""
 
 
+#: SIDEPATH_DEV_KAFKA_PORT moves the dev broker off 9092 (the docs' own test runs the README this way)
+dev_port_option = click.option("--port", default=9092, show_default=True, envvar="SIDEPATH_DEV_KAFKA_PORT",
+                               show_envvar=True, help="Broker port (the controller takes the next one).")
+
+
 def _dev_broker(port: int) -> Any:
     from sidepath.worker.devkafka import Broker, cache_dir
 
@@ -186,7 +209,7 @@ def dev_kafka_fetch() -> None:
 
 
 @dev_kafka.command("start")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 @click.option("--keep-data", is_flag=True, help="Keep the topics of the last run instead of a fresh store.")
 def dev_kafka_start(port: int, keep_data: bool) -> None:
     """Format a fresh store (unless --keep-data) and start the broker in the background."""
@@ -201,14 +224,14 @@ def dev_kafka_start(port: int, keep_data: bool) -> None:
 
 
 @dev_kafka.command("stop")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 def dev_kafka_stop(port: int) -> None:
     """Stop the broker (controlled shutdown)."""
     click.echo("kafka stopped" if _dev_broker(port).stop() else "kafka was not running")
 
 
 @dev_kafka.command("status")
-@click.option("--port", default=9092, show_default=True)
+@dev_port_option
 def dev_kafka_status(port: int) -> None:
     """Say whether the broker runs; exit 1 when it does not."""
     b = _dev_broker(port)

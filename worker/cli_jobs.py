@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from sidepath.worker.cli_config import config_option, load_cli_config
 from sidepath.worker.errors import ConfigError
 
 __all__ = ["backfill", "drain"]
@@ -36,20 +37,20 @@ __all__ = ["backfill", "drain"]
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--log-every", "log_every_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               metavar="SECONDS", help="Without a progress bar, log the counts this often.")
+@config_option
 @click.pass_context
 def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, query: str | None,
              where: str | None, limit: int, overwrite: bool, checkpoint: Path | None, sinks: tuple[str, ...],
              model_name: str | None, via_topic: str | None, progress: bool | None, log_every_s: float) -> None:
     """Run the model over existing items to (re)fill a results table; resumable."""
     from sidepath.worker.backfill import rows_from_dir, rows_from_file, rows_from_sql, run_backfill
-    from sidepath.worker.cli import _load
 
     overrides: dict[str, Any] = {}
     if sinks:
         overrides["sinks.urls"] = list(sinks)
     if model_name:
         overrides["model.name"] = model_name
-    cfg = _load(ctx, overrides)
+    cfg = load_cli_config(ctx, overrides)
     if bool(input_path) == bool(sql_url):
         raise ConfigError("--input/--from-sql", input_path or sql_url, "give exactly one of --input or --from-sql")
     if sql_url and not query:
@@ -87,14 +88,14 @@ def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, q
 @click.option("--warn-hours", type=click.FloatRange(min=0), default=6.0, show_default=True,
               help="Warn when the oldest unread record expires within this many hours.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@config_option
 @click.pass_context
 def drain(ctx: click.Context, topic: str, sinks: tuple[str, ...], group: str | None, warn_hours: float,
           as_json: bool) -> None:
     """Copy a topic into a durable sink, idempotently and resumably, until its current end."""
-    from sidepath.worker.cli import _load
     from sidepath.worker.drain import run_drain
 
-    cfg = _load(ctx)
+    cfg = load_cli_config(ctx)
     report = run_drain(cfg, topic=topic, sinks=list(sinks), group=group, warn_within_s=warn_hours * 3600)
     if as_json:
         click.echo(json.dumps(report))

@@ -27,7 +27,8 @@ def test_produce_demo_then_run_until_end_then_lag(tmp_path, kafka_bootstrap, top
     conf = write_config_file(tmp_path / "sidepath.toml", cfg)
     r = sidepath("--config", str(conf), "produce", "--demo", "4", "--media-dir", str(tmp_path / "media"))
     assert r.returncode == 0, r.stderr
-    assert f"produced 4 requests to {topic}" in r.stdout
+    assert f"produced 4 demo requests (3 images, 1 video) to {topic}" in r.stdout
+    assert f"media in {tmp_path / 'media'} (under decode.file_roots)" in r.stdout
     r = sidepath("--config", str(conf), "run", "--until-end")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert all(json.loads(line)["level"] in ("INFO", "WARNING", "DEBUG") for line in r.stdout.splitlines())
@@ -38,6 +39,29 @@ def test_produce_demo_then_run_until_end_then_lag(tmp_path, kafka_bootstrap, top
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [(x["partition"], x["committed"], x["lag"]) for x in rows] == [(0, 4, 0)]
+
+
+def test_demo_requests_are_processed_by_the_default_worker_which_reads_no_local_files(tmp_path, kafka_bootstrap,
+                                                                                      topic):
+    """The newcomer's first run: `produce --demo` then `run --until-end` with no config file at all
+    (the old demo pointed at local files that the default worker refuses: 20 dead letters)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEPATH_")}
+    env.update({"SIDEPATH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIDEPATH_KAFKA_TOPIC": topic,
+                "SIDEPATH_METRICS_PORT": "0"})
+    run = [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json"]
+    r = subprocess.run([*run, "produce", "--demo", "5"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    line, = r.stdout.splitlines()       # one line: what was sent and what the worker will do with it
+    assert line.startswith(f"produced 5 demo requests (4 images, 1 video) to {topic} at {kafka_bootstrap}, "
+                           "media inline as base64; `sidepath run --until-end` runs model fingerprint")
+    r = subprocess.run([*run, "run", "--until-end"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = jsonl_results(tmp_path / "var" / "results.jsonl")
+    assert sorted(x["postid"] for x in rows) == [f"demo-{i:04d}" for i in range(5)]
+    assert all(x["msg"] == "" and x["results"] for x in rows), [x["msg"] for x in rows]
+    assert jsonl_results(tmp_path / "var" / "dead-letters.jsonl") == []
 
 
 def test_unreachable_config_and_bad_values_are_one_line(tmp_path):

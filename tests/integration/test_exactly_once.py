@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from sidepath.worker.devkafka import free_ports, group_offsets
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, private_broker, produce
 from tests.worker_util import ThreadWorker, start_worker_process, wait_for, worker_config, write_config_file
 
@@ -30,7 +31,7 @@ PAYLOAD = base64.b64encode(b"x" * 32).decode()
 
 def _results(bootstrap: str, topic: str, *, committed_only: bool = True, settle_s: float = 3.0) -> list[dict]:
     """Every result on the topic: read_committed (what downstream readers see) or everything."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
+    c = Consumer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
     c.subscribe([topic])

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce, read_all
 from tests.worker_util import worker_config, write_config_file
 
@@ -79,7 +80,7 @@ def test_drain_twice_copies_every_record_once(tmp_path, kafka_bootstrap, postgre
 
 
 def _produce_at(bootstrap: str, topic: str, timestamps_ms: list[int]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    p = Producer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i, ts in enumerate(timestamps_ms):
         p.produce(topic, json.dumps({"postid": f"t{ts}-{i}", "uid": "u", "seqid": 1}).encode(), timestamp=ts)
     assert p.flush(30) == 0
@@ -110,7 +111,7 @@ def test_drain_warns_when_unread_records_are_close_to_expiry_or_gone(tmp_path, k
 
     # new records, then the oldest of them deleted before the drain got to them
     _produce_at(kafka_bootstrap, topic, [int(time.time() * 1000)] * 5)          # offsets 7..11
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({**librdkafka_logging(), "bootstrap.servers": kafka_bootstrap})
     fut = admin.delete_records([TopicPartition(topic, 0, 10)])
     list(fut.values())[0].result(30)
     r = run_cli(*args, "--warn-hours", "0")

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, end_offsets, produce
 from tests.worker_util import ThreadWorker, wait_for, worker_config, write_config_file
 
@@ -56,8 +57,8 @@ def test_lag_agrees_with_kafkas_tool_including_never_committed_partitions(tmp_pa
     assert re.fullmatch(r"\d+ s ago|\d+ min ago", " ".join(table[1][6:]))
 
     # a member that holds every partition and never commits: the tool lists partition 2 too, with "-"
-    member = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False,
-                       "partition.assignment.strategy": "cooperative-sticky"})
+    member = Consumer({**librdkafka_logging(), "bootstrap.servers": kafka_bootstrap, "group.id": group,
+                       "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky"})
     member.subscribe([topic])
     try:
         def assigned() -> bool:

@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import jsonl_results, wait_for, worker_config, write_config_file
 
@@ -55,7 +56,7 @@ def test_until_end_stops_at_the_end_offsets_taken_at_start(tmp_path, kafka_boots
 
 
 def _produce_at(bootstrap: str, topic: str, stamps: dict[str, datetime]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    p = Producer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "enable.idempotence": True})
     for postid, at in stamps.items():
         p.produce(topic, json.dumps({"postid": postid, **PAYLOAD}).encode(), timestamp=int(at.timestamp() * 1000))
     assert p.flush(30) == 0

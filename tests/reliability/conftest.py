@@ -17,7 +17,7 @@ import pytest
 
 from tests.kafka_util import create_topic
 from tests.reliability.mix import MediaSet, make_media_set
-from tests.reliability.report import Row, write_rows
+from tests.reliability.report import Row, report_path, write_rows
 from tests.reliability.scenario import TABLE, Scenario
 
 SOAK = os.environ.get("SIDEPATH_SOAK") == "1"
@@ -60,7 +60,8 @@ def reliability_report() -> Iterator[Callable[[Row], None]]:
     yield rows.append
     if rows:
         command = "make soak" if SOAK else "pytest tests/reliability"
-        write_rows(rows, "soak" if SOAK else "fast", command=command)
+        path = write_rows(rows, "soak" if SOAK else "fast", command=command, doc=report_path())
+        print(f"\nreliability table written to {path} (SIDEPATH_WRITE_DOCS=1 writes docs/reliability.md)")
 
 
 @pytest.fixture(scope="session")

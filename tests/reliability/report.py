@@ -10,16 +10,26 @@ in this session are kept, so ``pytest -k`` updates only what it ran.
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.report import machine
+from bench.report import WRITE_DOCS_ENV, check_docs_write, machine
 
-__all__ = ["Row", "HEADER", "DOC", "write_rows", "read_rows"]
+__all__ = ["Row", "HEADER", "DOC", "write_rows", "read_rows", "report_path"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+#: where a test run's table goes unless SIDEPATH_WRITE_DOCS=1 asks for the doc itself (ignored by git)
+SCRATCH = Path(__file__).resolve().parents[2] / "var" / "reliability.md"
+
+
+def report_path(environ: Mapping[str, str] | None = None) -> Path:
+    """docs/reliability.md with SIDEPATH_WRITE_DOCS=1 (make soak), else var/reliability.md."""
+    env = os.environ if environ is None else environ
+    return DOC if env.get(WRITE_DOCS_ENV) == "1" else SCRATCH
 HEADER = ["scenario", "sent", "models", "result rows", "JSONL lines", "duplicates collapsed",
           "dead letters", "restarts", "time to recover", "notes"]
 #: the order of the table (scenarios not listed go last, alphabetically)
@@ -71,6 +81,7 @@ def _order(name: str) -> tuple[int, str]:
 
 def write_rows(rows: list[Row], block: str, *, command: str, doc: Path = DOC) -> Path:
     """Merge ``rows`` into the ``block`` table of ``doc`` (the rest of the file is left alone)."""
+    check_docs_write(doc)
     text = doc.read_text() if doc.exists() else "# Reliability\n"
     merged = read_rows(text, block)
     for r in rows:
@@ -85,6 +96,7 @@ def write_rows(rows: list[Row], block: str, *, command: str, doc: Path = DOC) ->
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: new, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + new + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     return doc
 

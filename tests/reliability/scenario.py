@@ -30,6 +30,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import end_offsets
 from tests.reliability.report import Row
 from tests.reliability.supervisor import Supervisor
@@ -82,7 +83,8 @@ def good(requests: Iterable[dict[str, Any]], expect: Expect | dict[str, Expect] 
 def produce_tracked(bootstrap: str, topic: str, items: Sequence[Item], *, partitions: int,
                     first: int = 0, conf: dict[str, Any] | None = None) -> list[Sent]:
     """Produce round-robin over the partitions; returns where each item landed."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, **(conf or {})})
+    p = Producer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                  **(conf or {})})
     coords: list[tuple[int, int] | None] = [None] * len(items)
     errors: list[str] = []
 
@@ -218,7 +220,7 @@ class Scenario:
         answers NOT_COORDINATOR, as it does while a broker restarts.
         """
         if self._probe is None:
-            self._probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group,
+            self._probe = Consumer({**librdkafka_logging(), "bootstrap.servers": self.bootstrap, "group.id": self.group,
                                     "enable.auto.commit": False, "socket.timeout.ms": 5000})
         try:
             tps = self._probe.committed([TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=10)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from sidepath.worker.cli import cli
@@ -43,3 +45,55 @@ def test_config_show_masks_secrets(tmp_path):
     r = CliRunner(env={"SIDEPATH_KAFKA_SASL_PASSWORD": "topsecret", "SIDEPATH_KAFKA_SECURITY_PROTOCOL":
                        "SASL_SSL", "SIDEPATH_KAFKA_SASL_MECHANISM": "PLAIN"}).invoke(cli, ["config", "show"])
     assert r.exit_code == 0 and "topsecret" not in r.output and '"***"' in r.output
+
+
+def _topic_shown(args, env=None):
+    r = CliRunner(env=env).invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)["kafka"]["topic"]
+
+
+@pytest.fixture()
+def two_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIDEPATH_CONFIG", raising=False)
+    monkeypatch.delenv("SIDEPATH_KAFKA_TOPIC", raising=False)
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.toml").write_text(f'[kafka]\ntopic = "topic-{name}"\n')
+    return tmp_path
+
+
+def test_config_is_accepted_after_the_subcommand(two_configs):
+    assert _topic_shown(["config", "show", "--config", "a.toml"]) == "topic-a"
+    assert _topic_shown(["--config", "a.toml", "config", "show"]) == "topic-a"
+
+
+def test_config_precedence_subcommand_then_group_then_env_then_local_file(two_configs):
+    assert _topic_shown(["--config", "a.toml", "config", "show", "--config", "b.toml"]) == "topic-b"
+    assert _topic_shown(["config", "show"], env={"SIDEPATH_CONFIG": "a.toml"}) == "topic-a"
+    assert _topic_shown(["--config", "b.toml", "config", "show"], env={"SIDEPATH_CONFIG": "a.toml"}) == "topic-b"
+    assert _topic_shown(["config", "show", "--config", "b.toml"], env={"SIDEPATH_CONFIG": "a.toml"}) == "topic-b"
+    assert _topic_shown(["config", "show"]) == "posts"                    # no file: the defaults
+    (two_configs / "sidepath.toml").write_text('[kafka]\ntopic = "topic-local"\n')
+    assert _topic_shown(["config", "show"]) == "topic-local"
+    assert _topic_shown(["config", "show"], env={"SIDEPATH_CONFIG": "a.toml"}) == "topic-a"
+    # key variables apply on top of whichever file was chosen
+    assert _topic_shown(["config", "show", "--config", "b.toml"], env={"SIDEPATH_KAFKA_TOPIC": "env"}) == "env"
+
+
+def test_a_named_config_file_must_exist_wherever_it_is_named(two_configs):
+    for args in (["config", "show", "--config", "missing.toml"], ["--config", "missing.toml", "config", "show"]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and "missing.toml" in r.output and "file not found" in r.output
+    r = CliRunner(env={"SIDEPATH_CONFIG": "missing.toml"}).invoke(cli, ["config", "show"])
+    assert r.exit_code == 2 and "missing.toml" in r.output
+
+
+def test_every_subcommand_that_reads_the_config_takes_config_after_it(two_configs):
+    """Walk the command tree: a command that loads the config must accept --config (the bug: run did not)."""
+    (two_configs / "bad.toml").write_text("[model]\nmax_batch = -3\n")
+    readers = [("run",), ("produce", "--demo", "1"), ("config", "show"), ("lag",), ("backfill",),
+               ("drain", "--topic", "t")]
+    for path in readers:
+        r = CliRunner().invoke(cli, [*path, "--config", "bad.toml"])
+        assert r.exit_code == 2 and "model.max_batch=-3" in r.output, (path, r.output)
