@@ -69,7 +69,7 @@ class ModelConfig:
 
 @dataclass
 class DecodeConfig:
-    threads: int = 2
+    threads: int = 0                # 0: the container's usable CPUs less 2 (worker/cpus.py), said at start
     fps: float = 1.0
     max_frames: int = 32
     video_mode: str = "exact"
@@ -248,7 +248,7 @@ _CHOICES = {
     "decode.hwaccel": ("none", "cuda", "auto"),
 }
 _POSITIVE = (
-    "model.max_batch", "model.instances", "decode.threads", "decode.fps", "decode.max_frames",
+    "model.max_batch", "model.instances", "decode.fps", "decode.max_frames",
     "decode.max_bytes", "decode.max_pixels", "decode.timeout_s", "sinks.batch_size",
     "engine.max_inflight_messages", "engine.max_inflight_bytes", "engine.commit_interval_s",
     "engine.commit_every", "engine.close_timeout_s", "engine.consume_batch", "metrics.ping_timeout_s",
@@ -265,7 +265,7 @@ def _validate(cfg: Config) -> None:
     for key in _POSITIVE:
         if flat[key] <= 0:
             raise ConfigError(key, flat[key], "must be greater than 0")
-    for key in ("model.max_wait_ms", "decode.retries", "engine.shutdown_grace_s",
+    for key in ("model.max_wait_ms", "decode.retries", "decode.threads", "engine.shutdown_grace_s",
                 "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")

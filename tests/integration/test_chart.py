@@ -41,6 +41,8 @@ CORE_KINDS = {"ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisrup
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 #: environment variables the CLI reads besides SIDEPATH_<SECTION>_<KEY>
 CLI_ENV = {"SIDEPATH_CONFIG", "SIDEPATH_LOG_FORMAT", "SIDEPATH_LOG_LEVEL"}
+#: environment variables for the container runtime, not the worker
+RUNTIME_ENV = {"NVIDIA_DRIVER_CAPABILITIES"}
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +192,16 @@ def test_regions_get_their_own_replicas_and_endpoints(chart, tmp_path):
     ({"replica": {"hk": 2}}, "additional properties 'replica' not allowed"),
     ({"config": {"deploy": {"cpu": "4"}}}, "at '/config': additional properties 'deploy' not allowed"),
     ({"autoscaling": {"mode": "hpa", "minReplicas": 0}}, "at '/autoscaling/minReplicas': minimum: got 0, want 1"),
+    # a typo inside config.* fails the install, not the pod (which would crash-loop on "unknown key")
+    ({"config": {"engine": {"shutdown_grace": 5}}},
+     "at '/config/engine': additional properties 'shutdown_grace' not allowed"),
+    ({"config": {"decode": {"thread": 8}}}, "at '/config/decode': additional properties 'thread' not allowed"),
+    ({"config": {"engine": {"close_timeout_s": "ten"}}}, "at '/config/engine/close_timeout_s'"),
+    ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"),
+    ({"securityContext": {"privileged": True}}, "at '/securityContext/privileged'"),
+    ({"resources": {"requests": {"cpu": -2}}}, "at '/resources/requests/cpu'"),
+    ({"resources": {"limits": {"cpu": "-2"}}}, "at '/resources/limits/cpu'"),
+    ({"podDisruptionBudget": {"maxUnavailable": -1}}, "at '/podDisruptionBudget/maxUnavailable'"),
 ])
 def test_schema_rejects_bad_values_with_its_message(chart, values, message):
     bad = values_for("values-hk.yaml", **values)
@@ -210,6 +222,19 @@ def test_schema_names_a_missing_required_value(chart):
     with pytest.raises(helm.HelmValuesError) as exc:
         render(chart, {})
     assert "at '/region': value must be one of 'hk', 'eu', 'na'" in str(exc.value)
+
+
+def test_config_schema_is_derived_from_the_workers_keys():
+    """values.schema.json's config part is what `python -m sidepath.worker.config_schema` derives from
+    `sidepath config keys`: every worker key (but deploy.*, which the chart sets) and no other."""
+    from sidepath.worker.config import describe_keys
+    from sidepath.worker.config_schema import config_schema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    assert schema == config_schema(), "regenerate with: python -m sidepath.worker.config_schema --write"
+    in_schema = {f"{sec}.{key}" for sec, body in schema["properties"].items() for key in body["properties"]}
+    assert in_schema == {k for k, *_ in describe_keys() if not k.startswith("deploy.")}
+    assert all(body["additionalProperties"] is False for body in schema["properties"].values())
 
 
 # --- the worker's view: config, env, probes, shutdown --------------------------
@@ -250,7 +275,30 @@ def test_deployment_env_names_real_config_keys(chart):
         if name.startswith("SIDEPATH_"):
             assert name in known, f"{name} is not a config key the worker reads"
         else:
-            assert name in secret_env, f"unexpected env {name}"
+            assert name in secret_env | RUNTIME_ENV, f"unexpected env {name}"
+
+
+#: what GPU feature discovery labels (nvidia.com/gpu.memory, MiB) on real cards: less than nominal
+GFD_LABELS = {"T4 16GB": 15360, "A10 24GB": 23028, "L4 24GB": 23034, "A100 40GB": 40960,
+              "H100 PCIe 80GB": 81559, "T4-like 12GB": 12288}
+
+
+@pytest.mark.parametrize("memory, fits, too_small", [
+    ("16Gi", ["T4 16GB", "A10 24GB"], ["T4-like 12GB"]),
+    ("24Gi", ["A10 24GB", "L4 24GB", "A100 40GB"], ["T4 16GB"]),
+    ("80Gi", ["H100 PCIe 80GB"], ["A100 40GB"]),
+])
+def test_gpu_memory_affinity_admits_the_cards_of_that_size(chart, memory, fits, too_small):
+    """The nominal size of a card (16Gi for a T4) selects it, although its label reads lower."""
+    objs = render(chart, values_for("values-eu.yaml", gpu={"memory": memory}))
+    (expr,) = one(objs, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    assert expr["key"] == "nvidia.com/gpu.memory" and expr["operator"] == "Gt"
+    floor = int(expr["values"][0])
+    for card in fits:
+        assert GFD_LABELS[card] > floor, f"{card} excluded by gpu.memory={memory} (Gt {floor})"
+    for card in too_small:
+        assert GFD_LABELS[card] <= floor, f"{card} admitted by gpu.memory={memory} (Gt {floor})"
 
 
 @pytest.mark.parametrize("memory, mib", [("24Gi", 24576), ("40960Mi", 40960)])
@@ -261,8 +309,9 @@ def test_gpu_memory_reaches_the_worker_and_the_node_affinity(chart, memory, mib,
     assert env_of(objs)["SIDEPATH_DEPLOY_GPU_MEMORY"]["value"] == memory
     terms = one(objs, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    margin = chart.merge_values(values_for("values-eu.yaml"))["gpu"]["nodeAffinity"]["marginPercent"]
     assert terms == [{"matchExpressions": [
-        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(mib - 1)]}]}]
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(mib * (100 - margin) // 100 - 1)]}]}]
     assert container(objs)["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
@@ -278,7 +327,11 @@ def test_probes_and_grace_period_follow_the_worker_settings(chart):
     objs = render(chart, values)
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     c = container(objs)
-    assert pod["terminationGracePeriodSeconds"] == 43 + 10
+    # drain (ceil 42.5), then leaving the group (engine.close_timeout_s, worker default), then the margin
+    assert pod["terminationGracePeriodSeconds"] == 43 + Config().engine.close_timeout_s + 10
+    objs = render(chart, values_for("values-hk.yaml", config={"engine": {"shutdown_grace_s": 20,
+                                                                          "close_timeout_s": 30.5}}))
+    assert one(objs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 20 + 31 + 15
     assert c["ports"] == [{"name": "metrics", "containerPort": 9200, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/api/ping", "port": "metrics"}
     assert c["livenessProbe"]["initialDelaySeconds"] == 90
@@ -286,6 +339,43 @@ def test_probes_and_grace_period_follow_the_worker_settings(chart):
     assert c["readinessProbe"]["httpGet"] == {"path": "/api/ready", "port": "metrics"}
     assert c["args"] == ["run", "--config", "/etc/sidepath/sidepath.toml"]
     assert {"name": "config", "mountPath": "/etc/sidepath", "readOnly": True} in c["volumeMounts"]
+
+
+def test_rollout_deadline_exceeds_the_start_up_budget(chart):
+    values = values_for("values-hk.yaml", probes={"startup": {"periodSeconds": 20, "failureThreshold": 45}})
+    spec = one(render(chart, values), "Deployment")["spec"]
+    startup = 20 * 45
+    assert spec["progressDeadlineSeconds"] > startup + spec["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
+def test_replicas_spread_over_nodes_by_default(chart):
+    objs = render(chart, values_for("values-hk.yaml"))
+    pod = one(objs, "Deployment")["spec"]["template"]
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    mine = [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "sidepath"}}}]
+    objs = render(chart, values_for("values-hk.yaml", topologySpreadConstraints=mine))
+    assert one(objs, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"] == mine
+
+
+def test_nvdec_gets_the_video_driver_capability(chart):
+    caps = env_of(render(chart, values_for("values-hk.yaml")))["NVIDIA_DRIVER_CAPABILITIES"]["value"].split(",")
+    assert {"compute", "utility", "video"} <= set(caps)
+
+
+def test_cpu_request_and_the_decode_thread_default_agree(chart, tmp_path):
+    """decode.threads defaults to the container's usable CPUs (its quota = the CPU limit) less 2;
+    the request equals the limit, so those CPUs are really there."""
+    from sidepath.worker.cpus import RESERVED_CPUS, auto_decode_threads
+
+    objs = render(chart, values_for("values-hk.yaml"))
+    res = container(objs)["resources"]
+    assert float(res["requests"]["cpu"]) == float(res["limits"]["cpu"])
+    cfg, _ = worker_config(objs, tmp_path)
+    assert cfg.decode.threads == 0                       # automatic
+    assert auto_decode_threads(float(res["limits"]["cpu"])) == float(res["limits"]["cpu"]) - RESERVED_CPUS
 
 
 def test_rollout_never_surges_and_the_budget_covers_the_pods(chart):
@@ -385,6 +475,11 @@ def test_keda_trigger_reads_the_workers_group(chart, reset):
     assert meta["activationLagThreshold"] == str(values["autoscaling"]["activationLagThreshold"])
     assert meta["sasl"] == "scram_sha512" and meta["tls"] == "enable"
     assert_behavior(so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"])
+    # brokers unreachable for the scaler: hold a fixed count instead of freezing
+    fallback = values["autoscaling"]["keda"]["fallback"]
+    assert so["spec"]["fallback"] == {"failureThreshold": fallback["failureThreshold"],
+                                      "replicas": min(fallback["replicas"], values["autoscaling"]["maxReplicas"])}
+    assert 1 <= so["spec"]["fallback"]["replicas"] <= so["spec"]["maxReplicaCount"]
     # KEDA authenticates with the same Secret keys as the worker
     auth = one(objs, "TriggerAuthentication")
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
