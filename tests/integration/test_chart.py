@@ -673,6 +673,80 @@ def test_dockerfile_runs_the_worker_under_tini_as_a_numeric_user():
         assert var in env
 
 
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """{stage name: (what it is FROM, its instructions)}."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for kind, args in dockerfile_instructions():
+        if kind == "FROM":
+            src, _as, name = args.split()
+            current = []
+            stages[name] = (src, current)
+        else:
+            current.append((kind, args))
+    return stages
+
+
+def _copies_source(instructions: list[tuple[str, str]]) -> bool:
+    return any(k == "COPY" and re.match(r"(worker|decoders|models|sinks)/ ", a) for k, a in instructions)
+
+
+def test_dockerfile_code_changes_reuse_the_dependency_and_model_layers():
+    stages = dockerfile_stages()
+
+    def ancestry(name: str) -> list[str]:
+        chain = []
+        while name in stages:
+            chain.append(name)
+            name = stages[name][0]
+        return chain
+
+    # the model merge never builds on a stage holding the source tree
+    model = next(n for n, (_src, ins) in stages.items() if any("merge_parts" in a or "model merge" in a
+                                                                  for _k, a in ins))
+    assert not any(_copies_source(stages[s][1]) for s in ancestry(model)), ancestry(model)
+    # dependencies come from the lock file, in a stage without the source tree
+    deps = next(n for n, (_src, ins) in stages.items() if any("requirements.lock" in a for _k, a in ins))
+    assert not any(_copies_source(stages[s][1]) for s in ancestry(deps))
+    # every runtime image: dependencies (and the model) before the code, the code without resolving deps
+    for final in ("runtime", "with-model"):
+        ins = [i for s in reversed(ancestry(final)) for i in stages[s][1]]
+        code = next(i for i, (k, a) in enumerate(ins) if k == "RUN" and "/wheels/" in a)
+        assert "--no-deps" in ins[code][1]
+        venv = next(i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith(f"--from={deps} "))
+        assert venv < code
+        models = [i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith(f"--from={model} ")]
+        assert all(i < code for i in models)
+    assert any(k == "RUN" and "pip check" in a for k, a in stages["build"][1])
+
+
+def test_dependencies_are_pinned_for_every_requirement():
+    """requirements.lock pins (==) every install_requires and the postgres and mysql extras."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    wanted = [Requirement(line) for line in cfg["options"]["install_requires"].split("\n") if line.strip()]
+    for extra in ("postgres", "mysql"):
+        wanted += [Requirement(line) for line in cfg["options.extras_require"][extra].split("\n") if line.strip()]
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[norm(name)] = version.strip()
+    for req in wanted:
+        if norm(req.name) == "torch":             # from the CUDA base image
+            continue
+        assert norm(req.name) in pins, f"{req.name} is not pinned in requirements.lock"
+        assert req.specifier.contains(pins[norm(req.name)]), f"{req.name}=={pins[norm(req.name)]} breaks {req}"
+
+
 def test_dockerfile_copies_only_what_the_dockerignore_lets_in():
     patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
                 if p.strip() and not p.startswith("#")]
