@@ -138,6 +138,30 @@ def test_chart_lints_clean_for_every_region_and_kubernetes_version(region):
         assert not problems and not report["errors"], (version, problems, report["errors"])
 
 
+@pytest.mark.parametrize("ci_values", sorted(p.name for p in (CHART / "ci").glob("*-values.yaml")))
+def test_chart_lints_clean_with_each_ci_values_file(ci_values):
+    """What chart-testing's `ct lint` runs: `helm lint --strict` once per ci/*-values.yaml."""
+    report = helm.lint(CHART, yaml.safe_load((CHART / "ci" / ci_values).read_text()), strict=True)
+    assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"], report
+
+
+def test_the_helm_lint_commands_in_the_docs_pass_as_written():
+    text = "\n".join((ROOT / "docs" / name).read_text() for name in ("operations.md",))
+    commands = re.findall(r"`(helm lint [^`]+)`", text)
+    assert commands, "docs/operations.md names no helm lint command"
+    for command in commands:
+        args = command.split()[2:]
+        assert "--strict" in args, command
+        files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
+        chart_dir = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "-f")]
+        assert chart_dir == ["charts/sidepath"], command
+        values: dict[str, Any] = {}
+        for f in files:
+            values = merge(values, yaml.safe_load((ROOT / f).read_text()))
+        report = helm.lint(ROOT / chart_dir[0], values, strict=True)
+        assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"], (command, report)
+
+
 @pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("mode", MODES)
 def test_every_region_and_autoscaling_mode_renders_valid_kubernetes(chart, region, mode):
