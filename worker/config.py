@@ -128,7 +128,7 @@ class ReplicasConfig:
 
 @dataclass
 class DeployConfig:
-    cpu: str = "4"
+    cpu: str = "8"
     memory: str = "16Gi"
     gpu_memory: str = "16Gi"
     init_delay_seconds: int = 60

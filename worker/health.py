@@ -18,6 +18,9 @@ __all__ = ["Health"]
 
 log = logging.getLogger(__name__)
 
+#: the most time one refresh spends on the end offsets of partitions this pod does not own
+_TOTAL_BUDGET_S = 1.0
+
 
 class Health:
     def __init__(self, metrics: Metrics, *, group: str, ping_timeout_s: float, stall_after_s: float,
@@ -85,8 +88,13 @@ class Health:
         wall = time.time()
         owned = set(keys)
         total: int | None = 0
+        # this runs on the poll loop: partitions other pods own get a bounded share of its time
+        budget_end = time.monotonic() + _TOTAL_BUDGET_S
         for tp in tps:
             k = (tp.topic, tp.partition)
+            if k not in owned and (total is None or time.monotonic() > budget_end):
+                total = None                  # no total this round rather than a partial one
+                continue
             try:
                 lo, hi = engine.consumer.get_watermark_offsets(tp, timeout=2)
             except (KafkaException, RuntimeError):

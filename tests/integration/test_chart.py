@@ -399,6 +399,7 @@ def test_cpu_request_and_the_decode_thread_default_agree(chart, tmp_path):
     assert float(res["requests"]["cpu"]) == float(res["limits"]["cpu"])
     cfg, _ = worker_config(objs, tmp_path)
     assert cfg.decode.threads == 0                       # automatic
+    assert cfg.deploy.cpu == res["requests"]["cpu"] == Config().deploy.cpu    # the worker's default agrees
     assert auto_decode_threads(float(res["limits"]["cpu"])) == float(res["limits"]["cpu"]) - RESERVED_CPUS
 
 
