@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -238,6 +239,12 @@ def test_prometheus_sees_true_lag_quiet_startups_frozen_loops_and_absent_release
 
         wait_for(lambda: prometheus_agrees(expected), 60, interval=0.5, what=f"prometheus to show lag {expected}")
         assert expected[1] == 7 and expected[4] == 6 and sum(expected.values()) == 13    # the data set up above
+        # `sidepath lag` says the same numbers (one shared rule)
+        cli = subprocess.run([sys.executable, "-m", "sidepath.worker.cli", "--config",
+                              str(tmp_path / "rel-a" / "sidepath.toml"), "lag", "--json"],
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert {row["partition"]: row["lag"] for row in json.loads(cli.stdout)} == expected
         replicas = _value(prom.query(_replica_query(group_a, topic)))
         assert replicas == math.ceil(sum(expected.values()) / LAG_THRESHOLD)
         assert _value(prom.query(f"sum(sidepath_consumer_lag_messages{{{sel}}})")) == sum(expected.values())
