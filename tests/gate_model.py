@@ -1,6 +1,9 @@
 """A test-only model that blocks while a gate file exists (a hung model, on demand).
 
-Used by name: ``model.name = "tests.gate_model:GateModel"``.
+Used by name: ``model.name = "tests.gate_model:GateModel"``.  Besides ``gate`` (predict
+blocks: a slow model), ``load_gate`` makes warm-up block (a model that loads for as long as
+the test wants) and ``freeze`` makes ``prepare`` block; this model needs no decoding, so
+prepare runs on the poll loop itself and the loop freezes while the health server answers.
 """
 from __future__ import annotations
 
@@ -19,15 +22,18 @@ class GateModel(ModelBase):
     input_kind = "record"
     batch_unit = "clip"
     options = {"gate": ("", "predict blocks while this file exists"),
-               "only": ("", "if set, only items whose raw message contains this text wait at the gate")}
+               "only": ("", "if set, only items whose raw message contains this text wait at the gate"),
+               "load_gate": ("", "warm-up blocks while this file exists"),
+               "freeze": ("", "prepare (on the poll loop) blocks while this file exists")}
 
     def decode_spec(self) -> DecodeSpec:
         return DecodeSpec(frames=False, audio=False)
 
     def warmup(self) -> None:
-        """Nothing to warm up."""
+        _wait_while(self.opts["load_gate"])
 
     def prepare(self, media: Media) -> tuple[int, bool]:
+        _wait_while(self.opts["freeze"])
         raw = media.raw or b""
         only = self.opts["only"]
         return len(raw), not only or only.encode() in raw
@@ -40,3 +46,8 @@ class GateModel(ModelBase):
         while gate is not None and any(held for _n, held in batch) and gate.exists():
             time.sleep(0.05)
         return [{"bytes": n} for n, _held in batch]
+
+
+def _wait_while(path: str) -> None:
+    while path and Path(path).exists():
+        time.sleep(0.05)

@@ -27,6 +27,7 @@ def worker_config(tmp_path: Path, bootstrap: str, topic: str, **overrides: Any) 
         "decode.file_roots": [str(tmp_path)], "decode.allow_hosts": ["127.0.0.1"], "decode.retries": 0,
         "decode.timeout_s": 5.0, "metrics.port": 0, "engine.commit_interval_s": 0.5,
         "engine.shutdown_grace_s": 10.0,
+        "decode.threads": 2,      # as before the automatic default: tests do not depend on the machine's CPUs
     }
     base.update(overrides)
     return load_config(None, environ={}, overrides=base)

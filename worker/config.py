@@ -70,7 +70,7 @@ class ModelConfig:
 
 @dataclass
 class DecodeConfig:
-    threads: int = 2
+    threads: int = 0                # 0: the container's usable CPUs less 2 (worker/cpus.py), said at start
     fps: float = 1.0
     max_frames: int = 32
     video_mode: str = "exact"
@@ -132,7 +132,7 @@ class ReplicasConfig:
 
 @dataclass
 class DeployConfig:
-    cpu: str = "4"
+    cpu: str = "8"
     memory: str = "16Gi"
     gpu_memory: str = "16Gi"
     init_delay_seconds: int = 60
@@ -270,7 +270,7 @@ _CHOICES = {
     "decode.hwaccel": ("none", "cuda", "auto"),
 }
 _POSITIVE = (
-    "model.max_batch", "model.instances", "decode.threads", "decode.fps", "decode.max_frames",
+    "model.max_batch", "model.instances", "decode.fps", "decode.max_frames",
     "decode.max_bytes", "decode.max_pixels", "decode.timeout_s", "sinks.batch_size",
     "engine.max_inflight_messages", "engine.max_inflight_bytes", "engine.commit_interval_s",
     "engine.commit_every", "engine.close_timeout_s", "engine.consume_batch", "metrics.ping_timeout_s",
@@ -288,7 +288,7 @@ def _validate(cfg: Config) -> None:
     for key in _POSITIVE:
         if flat[key] <= 0:
             raise ConfigError(key, flat[key], "must be greater than 0")
-    for key in ("model.max_wait_ms", "decode.retries", "engine.shutdown_grace_s",
+    for key in ("model.max_wait_ms", "decode.retries", "decode.threads", "engine.shutdown_grace_s",
                 "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")

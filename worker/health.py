@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from sidepath.worker.lag import partition_lag
 from sidepath.worker.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -18,11 +18,15 @@ __all__ = ["Health"]
 
 log = logging.getLogger(__name__)
 
+#: the most time one refresh spends on the end offsets of partitions this pod does not own
+_TOTAL_BUDGET_S = 1.0
+
 
 class Health:
     def __init__(self, metrics: Metrics, *, group: str, ping_timeout_s: float, stall_after_s: float,
-                 lag_interval_s: float, runners: Sequence[Any] = ()) -> None:
+                 lag_interval_s: float, runners: Sequence[Any] = (), offset_reset: str = "earliest") -> None:
         self.metrics, self.group = metrics, group
+        self.offset_reset = offset_reset      # kafka.auto_offset_reset: where a never-committed partition starts
         self.ping_timeout_s, self.stall_after_s, self.lag_interval_s = ping_timeout_s, stall_after_s, lag_interval_s
         self.runners = list(runners)
         self.engine: Engine | None = None
@@ -68,32 +72,52 @@ class Health:
             self.metrics.gpu_memory_used.set(self.gpu_used())
         keys = engine.tracker.partitions()
         if not keys:
+            self.metrics.group_lag.clear()    # a pod without partitions must not hold an old total up
             return
-        tps = [TopicPartition(t, p) for t, p in keys]
+        # the group's total over every partition of the topic (KEDA's view), so that a dashboard or
+        # an HPA takes one series instead of summing per-pod ones; the per-partition series below
+        # stay for the partitions this pod owns
+        tps = _all_partitions(engine, keys)
         try:
             committed = {(tp.topic, tp.partition): tp.offset for tp in engine.consumer.committed(tps, timeout=2)}
         except (KafkaException, RuntimeError) as exc:
             log.debug("lag refresh skipped: %s", exc)
             return
+        # --from-beginning starts a partition without a committed offset at its log start, like earliest
+        reset = "earliest" if engine.start == "beginning" else self.offset_reset
         wall = time.time()
-        for k, tp in zip(keys, tps):
+        owned = set(keys)
+        total: int | None = 0
+        # this runs on the poll loop: partitions other pods own get a bounded share of its time
+        budget_end = time.monotonic() + _TOTAL_BUDGET_S
+        for tp in tps:
+            k = (tp.topic, tp.partition)
+            if k not in owned and (total is None or time.monotonic() > budget_end):
+                total = None                  # no total this round rather than a partial one
+                continue
             try:
-                _lo, hi = engine.consumer.get_watermark_offsets(tp, timeout=2)
+                lo, hi = engine.consumer.get_watermark_offsets(tp, timeout=2)
             except (KafkaException, RuntimeError):
+                total = None                  # one unknown partition: no total rather than a low one
+                continue
+            c = committed.get(k, -1)
+            lag = partition_lag(c, lo, hi, reset)
+            if total is not None:
+                total += lag
+            if k not in owned:
                 continue
             labels = (k[0], str(k[1]), self.group)
             self.metrics.high_watermark.labels(*labels).set(hi)
-            c = committed.get(k, -1)
-            if c is None or c < 0:
-                self.metrics.lag.labels(*labels).set(math.nan)
-            else:
+            if c is not None and c >= 0:
                 self.metrics.committed.labels(*labels).set(c)
-                self.metrics.lag.labels(*labels).set(max(0, hi - c))
+            self.metrics.lag.labels(*labels).set(lag)
             low = engine.tracker.lowest_pending(k)
             inf = engine.inflight.get((k[0], k[1], low)) if low is not None else None
             self.metrics.oldest_unfinished_age.labels(*labels).set(
                 time.monotonic() - inf.t0 if inf is not None else 0)
             self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
+        if total is not None:
+            self.metrics.group_lag.labels(keys[0][0], self.group).set(total)
 
     def _stall_check(self, k: tuple[str, int], committed: int | None, hi: int, wall: float,
                      labels: tuple[str, str, str]) -> None:
@@ -117,3 +141,14 @@ class Health:
         for k in keys:
             self._progress.pop(k, None)
             self.stalled.discard(k)
+
+
+def _all_partitions(engine: Engine, owned: Sequence[tuple[str, int]]) -> list[TopicPartition]:
+    """Every partition of the topic (from the client's metadata); the owned ones when it cannot say."""
+    topic = owned[0][0]
+    try:
+        md = engine.consumer.list_topics(topic, timeout=2).topics.get(topic)
+    except (KafkaException, RuntimeError):
+        md = None
+    parts = sorted(md.partitions) if md is not None and md.error is None and md.partitions else []
+    return [TopicPartition(topic, p) for p in parts] or [TopicPartition(t, p) for t, p in owned]

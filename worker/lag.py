@@ -4,6 +4,11 @@ Committed offsets come from the group coordinator (the same source as Kafka's
 own kafka-consumer-groups tool), end offsets from ListOffsets.  The engine
 commits with metadata holding the commit time, so the table can also show
 how long ago each partition last committed.
+
+Lag is always a number (``partition_lag``, shared with the worker's metric): a
+partition without a committed offset counts as the group will read it, KEDA's
+``offsetResetPolicy`` rule -- with ``earliest`` everything from the log start
+offset to the end, with ``latest`` nothing.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from sidepath.worker.config import Config
 from sidepath.worker.errors import FatalError
 from sidepath.worker.kafka_config import consumer_config
 
-__all__ = ["PartitionLag", "group_lag", "commit_metadata", "format_table", "human_duration", "topic_partitions",
-           "committed_offsets"]
+__all__ = ["PartitionLag", "partition_lag", "group_lag", "commit_metadata", "format_table", "human_duration",
+           "topic_partitions", "committed_offsets"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,23 @@ class PartitionLag:
     partition: int
     committed: int | None          # None: the group never committed this partition
     end: int                       # the log end offset (high watermark)
-    lag: int | None                # end - committed; None when never committed (as Kafka's tool prints "-")
+    lag: int                       # partition_lag: a number even when never committed
     last_commit_age_s: float | None
+    log_start: int = 0             # the log start offset (retention moves it)
+
+
+def partition_lag(committed: int | None, log_start: int, end: int, offset_reset: str) -> int:
+    """Messages the group has yet to read in one partition; the worker's metric and `sidepath lag` share it.
+
+    With a committed offset: end - committed (Kafka's tool's LAG), never below 0.  Without one
+    (None or a negative sentinel) the group starts at ``auto.offset.reset``: with ``earliest``
+    it reads from the log start offset (not 0: retention may have deleted the head), so the lag
+    is end - log_start; with ``latest`` (and ``error``, which reads nothing until an operator
+    sets an offset) it is 0.  This is KEDA's kafka scaler's ``offsetResetPolicy`` rule.
+    """
+    if committed is None or committed < 0:
+        return max(0, end - max(0, log_start)) if offset_reset == "earliest" else 0
+    return max(0, end - committed)
 
 
 def commit_metadata() -> str:
@@ -97,12 +117,12 @@ def group_lag(cfg: Config, group: str | None = None, topic: str | None = None) -
         committed = committed_offsets(cfg, group, tps)
         rows = []
         for tp in tps:
-            _lo, hi = probe.get_watermark_offsets(tp, timeout=10)
+            lo, hi = probe.get_watermark_offsets(tp, timeout=10)
             c = committed.get(tp.partition)
             off = c.offset if c is not None and c.offset >= 0 else None
             rows.append(PartitionLag(group, topic, tp.partition, off, hi,
-                                     None if off is None else max(0, hi - off),
-                                     None if off is None else _age(getattr(c, "metadata", None))))
+                                     partition_lag(off, lo, hi, cfg.kafka.auto_offset_reset),
+                                     None if off is None else _age(getattr(c, "metadata", None)), lo))
         return rows
     except KafkaException as exc:
         raise FatalError(f"cannot read the end offsets of {topic!r} at {cfg.kafka.bootstrap_servers}: "
@@ -129,13 +149,13 @@ def format_table(rows: list[PartitionLag], as_json: bool = False) -> str:
         return "-" if v is None else str(v)
 
     head = ("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAST COMMIT")
-    body = [(r.group, r.topic, str(r.partition), cell(r.committed), str(r.end), cell(r.lag),
+    body = [(r.group, r.topic, str(r.partition), cell(r.committed), str(r.end), str(r.lag),
              "-" if r.last_commit_age_s is None else f"{human_duration(r.last_commit_age_s)} ago") for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines = ["  ".join(x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(line, widths)))
              for line in (head, *body)]
     never = sum(r.committed is None for r in rows)
-    lines.append(f"total lag: {sum(r.lag or 0 for r in rows)}"
-                 + (f" ({never} partition(s) never committed: lag unknown, the group starts there "
-                    "at auto.offset.reset)" if never else ""))
+    lines.append(f"total lag: {sum(r.lag for r in rows)}"
+                 + (f" ({never} partition(s) never committed: counted from where the group starts, "
+                    "auto.offset.reset)" if never else ""))
     return "\n".join(lines)

@@ -29,6 +29,7 @@ _PART = ("topic", "partition", "group")
 class Metrics:
     registry: CollectorRegistry
     lag: Gauge
+    group_lag: Gauge
     committed: Gauge
     high_watermark: Gauge
     oldest_unfinished_age: Gauge
@@ -51,6 +52,7 @@ class Metrics:
     gpu_memory_budget: Gauge
     last_poll: Gauge
     ready: Gauge
+    starting: Gauge
     model_info: Info
 
     def forget_partition(self, topic: str, partition: int, group: str) -> None:
@@ -120,13 +122,26 @@ class _NvdecCollector:
                                 "on the CPU.", value=0 if s["given_up"] is None else 1)
 
 
+def _starting_gauge(r: CollectorRegistry) -> Gauge:
+    g = Gauge("sidepath_starting", "1 from process start until the poll loop starts (models loading); "
+              "SidepathPollLoopStuck cannot fire meanwhile.", registry=r)
+    g.set(1)
+    return g
+
+
 def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     r = registry if registry is not None else CollectorRegistry()
     r.register(_NvdecCollector())
     return Metrics(
         registry=r,
         lag=Gauge("sidepath_consumer_lag_messages",
-                  "High watermark (LSO under read_committed) minus committed offset, clamped at 0.", _PART, registry=r),
+                  "High watermark (LSO under read_committed) minus committed offset, clamped at 0; without a "
+                  "committed offset, end minus log start offset (auto_offset_reset earliest) or 0 (latest).",
+                  _PART, registry=r),
+        group_lag=Gauge("sidepath_consumer_group_lag_messages",
+                        "The group's total lag over every partition of the topic (same rule as "
+                        "sidepath_consumer_lag_messages); every pod exports the same total.",
+                        ("topic", "group"), registry=r),
         committed=Gauge("sidepath_committed_offset", "Last offset committed by the group.", _PART, registry=r),
         high_watermark=Gauge("sidepath_high_watermark_offset", "Partition high watermark.", _PART, registry=r),
         oldest_unfinished_age=Gauge("sidepath_oldest_unfinished_age_seconds",
@@ -160,5 +175,6 @@ def build_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         gpu_memory_budget=Gauge("sidepath_gpu_memory_budget_bytes", "Declared gpu_memory budget.", registry=r),
         last_poll=Gauge("sidepath_last_poll_timestamp_seconds", "Unix time the poll loop last ran.", registry=r),
         ready=Gauge("sidepath_ready", "1 when the model is warmed up and partitions are assigned.", registry=r),
+        starting=_starting_gauge(r),
         model_info=Info("sidepath_model", "Loaded model names and versions.", registry=r),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from sidepath.decoders.base import DecodeSpec
 from sidepath.worker.config import Config, mask_url
+from sidepath.worker.cpus import decode_threads
 from sidepath.worker.errors import ConfigError
 from sidepath.worker.gc_tuning import settle_after_startup
 from sidepath.worker.inflight import Inflight
@@ -117,7 +118,8 @@ class Pipeline:
         self.add_bytes: Callable[[Inflight, int], None] = lambda inf, n: None
         self.decode_stage = DecodeStage(models=self.models, spec=self.spec,
                                         decode=lambda ref, kind, s: decode_media(ref, kind, s, fetcher),
-                                        threads=d.threads, model_queues=self.model_queues, failures=self.failures,
+                                        threads=decode_threads(d.threads), model_queues=self.model_queues,
+                                        failures=self.failures,
                                         metrics=metrics, add_bytes=lambda inf, n: self.add_bytes(inf, n))
         settle_after_startup()      # start-up objects out of the collector's way (worker/gc_tuning.py)
 

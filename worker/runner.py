@@ -58,7 +58,8 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
     log.info("starting with config %s", masked(cfg))
     metrics = build_metrics(registry)
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
-                    stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s)
+                    stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s,
+                    offset_reset=cfg.kafka.auto_offset_reset)
     server = None
     if cfg.metrics.port:
         try:
@@ -122,6 +123,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
         on_engine(engine)
     _install_signals(engine, cfg.engine.shutdown_grace_s)
     pipe.start()
+    metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
     try:
         stats = engine.run()
     finally:

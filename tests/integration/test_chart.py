@@ -41,6 +41,8 @@ CORE_KINDS = {"ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisrup
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 #: environment variables the CLI reads besides SIDEPATH_<SECTION>_<KEY>
 CLI_ENV = {"SIDEPATH_CONFIG", "SIDEPATH_LOG_FORMAT", "SIDEPATH_LOG_LEVEL"}
+#: environment variables for the container runtime, not the worker
+RUNTIME_ENV = {"NVIDIA_DRIVER_CAPABILITIES"}
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +138,30 @@ def test_chart_lints_clean_for_every_region_and_kubernetes_version(region):
         assert not problems and not report["errors"], (version, problems, report["errors"])
 
 
+@pytest.mark.parametrize("ci_values", sorted(p.name for p in (CHART / "ci").glob("*-values.yaml")))
+def test_chart_lints_clean_with_each_ci_values_file(ci_values):
+    """What chart-testing's `ct lint` runs: `helm lint --strict` once per ci/*-values.yaml."""
+    report = helm.lint(CHART, yaml.safe_load((CHART / "ci" / ci_values).read_text()), strict=True)
+    assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"], report
+
+
+def test_the_helm_lint_commands_in_the_docs_pass_as_written():
+    text = "\n".join((ROOT / "docs" / name).read_text() for name in ("operations.md",))
+    commands = re.findall(r"`(helm lint [^`]+)`", text)
+    assert commands, "docs/operations.md names no helm lint command"
+    for command in commands:
+        args = command.split()[2:]
+        assert "--strict" in args, command
+        files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
+        chart_dir = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "-f")]
+        assert chart_dir == ["charts/sidepath"], command
+        values: dict[str, Any] = {}
+        for f in files:
+            values = merge(values, yaml.safe_load((ROOT / f).read_text()))
+        report = helm.lint(ROOT / chart_dir[0], values, strict=True)
+        assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"], (command, report)
+
+
 @pytest.mark.parametrize("region", REGIONS)
 @pytest.mark.parametrize("mode", MODES)
 def test_every_region_and_autoscaling_mode_renders_valid_kubernetes(chart, region, mode):
@@ -190,6 +216,16 @@ def test_regions_get_their_own_replicas_and_endpoints(chart, tmp_path):
     ({"replica": {"hk": 2}}, "additional properties 'replica' not allowed"),
     ({"config": {"deploy": {"cpu": "4"}}}, "at '/config': additional properties 'deploy' not allowed"),
     ({"autoscaling": {"mode": "hpa", "minReplicas": 0}}, "at '/autoscaling/minReplicas': minimum: got 0, want 1"),
+    # a typo inside config.* fails the install, not the pod (which would crash-loop on "unknown key")
+    ({"config": {"engine": {"shutdown_grace": 5}}},
+     "at '/config/engine': additional properties 'shutdown_grace' not allowed"),
+    ({"config": {"decode": {"thread": 8}}}, "at '/config/decode': additional properties 'thread' not allowed"),
+    ({"config": {"engine": {"close_timeout_s": "ten"}}}, "at '/config/engine/close_timeout_s'"),
+    ({"podSecurityContext": {"runAsUser": 0}}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"),
+    ({"securityContext": {"privileged": True}}, "at '/securityContext/privileged'"),
+    ({"resources": {"requests": {"cpu": -2}}}, "at '/resources/requests/cpu'"),
+    ({"resources": {"limits": {"cpu": "-2"}}}, "at '/resources/limits/cpu'"),
+    ({"podDisruptionBudget": {"maxUnavailable": -1}}, "at '/podDisruptionBudget/maxUnavailable'"),
 ])
 def test_schema_rejects_bad_values_with_its_message(chart, values, message):
     bad = values_for("values-hk.yaml", **values)
@@ -210,6 +246,19 @@ def test_schema_names_a_missing_required_value(chart):
     with pytest.raises(helm.HelmValuesError) as exc:
         render(chart, {})
     assert "at '/region': value must be one of 'hk', 'eu', 'na'" in str(exc.value)
+
+
+def test_config_schema_is_derived_from_the_workers_keys():
+    """values.schema.json's config part is what `python -m sidepath.worker.config_schema` derives from
+    `sidepath config keys`: every worker key (but deploy.*, which the chart sets) and no other."""
+    from sidepath.worker.config import describe_keys
+    from sidepath.worker.config_schema import config_schema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    assert schema == config_schema(), "regenerate with: python -m sidepath.worker.config_schema --write"
+    in_schema = {f"{sec}.{key}" for sec, body in schema["properties"].items() for key in body["properties"]}
+    assert in_schema == {k for k, *_ in describe_keys() if not k.startswith("deploy.")}
+    assert all(body["additionalProperties"] is False for body in schema["properties"].values())
 
 
 # --- the worker's view: config, env, probes, shutdown --------------------------
@@ -250,7 +299,30 @@ def test_deployment_env_names_real_config_keys(chart):
         if name.startswith("SIDEPATH_"):
             assert name in known, f"{name} is not a config key the worker reads"
         else:
-            assert name in secret_env, f"unexpected env {name}"
+            assert name in secret_env | RUNTIME_ENV, f"unexpected env {name}"
+
+
+#: what GPU feature discovery labels (nvidia.com/gpu.memory, MiB) on real cards: less than nominal
+GFD_LABELS = {"T4 16GB": 15360, "A10 24GB": 23028, "L4 24GB": 23034, "A100 40GB": 40960,
+              "H100 PCIe 80GB": 81559, "T4-like 12GB": 12288}
+
+
+@pytest.mark.parametrize("memory, fits, too_small", [
+    ("16Gi", ["T4 16GB", "A10 24GB"], ["T4-like 12GB"]),
+    ("24Gi", ["A10 24GB", "L4 24GB", "A100 40GB"], ["T4 16GB"]),
+    ("80Gi", ["H100 PCIe 80GB"], ["A100 40GB"]),
+])
+def test_gpu_memory_affinity_admits_the_cards_of_that_size(chart, memory, fits, too_small):
+    """The nominal size of a card (16Gi for a T4) selects it, although its label reads lower."""
+    objs = render(chart, values_for("values-eu.yaml", gpu={"memory": memory}))
+    (expr,) = one(objs, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    assert expr["key"] == "nvidia.com/gpu.memory" and expr["operator"] == "Gt"
+    floor = int(expr["values"][0])
+    for card in fits:
+        assert GFD_LABELS[card] > floor, f"{card} excluded by gpu.memory={memory} (Gt {floor})"
+    for card in too_small:
+        assert GFD_LABELS[card] <= floor, f"{card} admitted by gpu.memory={memory} (Gt {floor})"
 
 
 @pytest.mark.parametrize("memory, mib", [("24Gi", 24576), ("40960Mi", 40960)])
@@ -261,8 +333,9 @@ def test_gpu_memory_reaches_the_worker_and_the_node_affinity(chart, memory, mib,
     assert env_of(objs)["SIDEPATH_DEPLOY_GPU_MEMORY"]["value"] == memory
     terms = one(objs, "Deployment")["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    margin = chart.merge_values(values_for("values-eu.yaml"))["gpu"]["nodeAffinity"]["marginPercent"]
     assert terms == [{"matchExpressions": [
-        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(mib - 1)]}]}]
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(mib * (100 - margin) // 100 - 1)]}]}]
     assert container(objs)["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
@@ -278,7 +351,11 @@ def test_probes_and_grace_period_follow_the_worker_settings(chart):
     objs = render(chart, values)
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     c = container(objs)
-    assert pod["terminationGracePeriodSeconds"] == 43 + 10
+    # drain (ceil 42.5), then leaving the group (engine.close_timeout_s, worker default), then the margin
+    assert pod["terminationGracePeriodSeconds"] == 43 + Config().engine.close_timeout_s + 10
+    objs = render(chart, values_for("values-hk.yaml", config={"engine": {"shutdown_grace_s": 20,
+                                                                          "close_timeout_s": 30.5}}))
+    assert one(objs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 20 + 31 + 15
     assert c["ports"] == [{"name": "metrics", "containerPort": 9200, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/api/ping", "port": "metrics"}
     assert c["livenessProbe"]["initialDelaySeconds"] == 90
@@ -286,6 +363,44 @@ def test_probes_and_grace_period_follow_the_worker_settings(chart):
     assert c["readinessProbe"]["httpGet"] == {"path": "/api/ready", "port": "metrics"}
     assert c["args"] == ["run", "--config", "/etc/sidepath/sidepath.toml"]
     assert {"name": "config", "mountPath": "/etc/sidepath", "readOnly": True} in c["volumeMounts"]
+
+
+def test_rollout_deadline_exceeds_the_start_up_budget(chart):
+    values = values_for("values-hk.yaml", probes={"startup": {"periodSeconds": 20, "failureThreshold": 45}})
+    spec = one(render(chart, values), "Deployment")["spec"]
+    startup = 20 * 45
+    assert spec["progressDeadlineSeconds"] > startup + spec["template"]["spec"]["terminationGracePeriodSeconds"]
+
+
+def test_replicas_spread_over_nodes_by_default(chart):
+    objs = render(chart, values_for("values-hk.yaml"))
+    pod = one(objs, "Deployment")["spec"]["template"]
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    mine = [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "sidepath"}}}]
+    objs = render(chart, values_for("values-hk.yaml", topologySpreadConstraints=mine))
+    assert one(objs, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"] == mine
+
+
+def test_nvdec_gets_the_video_driver_capability(chart):
+    caps = env_of(render(chart, values_for("values-hk.yaml")))["NVIDIA_DRIVER_CAPABILITIES"]["value"].split(",")
+    assert {"compute", "utility", "video"} <= set(caps)
+
+
+def test_cpu_request_and_the_decode_thread_default_agree(chart, tmp_path):
+    """decode.threads defaults to the container's usable CPUs (its quota = the CPU limit) less 2;
+    the request equals the limit, so those CPUs are really there."""
+    from sidepath.worker.cpus import RESERVED_CPUS, auto_decode_threads
+
+    objs = render(chart, values_for("values-hk.yaml"))
+    res = container(objs)["resources"]
+    assert float(res["requests"]["cpu"]) == float(res["limits"]["cpu"])
+    cfg, _ = worker_config(objs, tmp_path)
+    assert cfg.decode.threads == 0                       # automatic
+    assert cfg.deploy.cpu == res["requests"]["cpu"] == Config().deploy.cpu    # the worker's default agrees
+    assert auto_decode_threads(float(res["limits"]["cpu"])) == float(res["limits"]["cpu"]) - RESERVED_CPUS
 
 
 def test_rollout_never_surges_and_the_budget_covers_the_pods(chart):
@@ -385,6 +500,11 @@ def test_keda_trigger_reads_the_workers_group(chart, reset):
     assert meta["activationLagThreshold"] == str(values["autoscaling"]["activationLagThreshold"])
     assert meta["sasl"] == "scram_sha512" and meta["tls"] == "enable"
     assert_behavior(so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"])
+    # brokers unreachable for the scaler: hold a fixed count instead of freezing
+    fallback = values["autoscaling"]["keda"]["fallback"]
+    assert so["spec"]["fallback"] == {"failureThreshold": fallback["failureThreshold"],
+                                      "replicas": min(fallback["replicas"], values["autoscaling"]["maxReplicas"])}
+    assert 1 <= so["spec"]["fallback"]["replicas"] <= so["spec"]["maxReplicaCount"]
     # KEDA authenticates with the same Secret keys as the worker
     auth = one(objs, "TriggerAuthentication")
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
@@ -576,6 +696,80 @@ def test_dockerfile_runs_the_worker_under_tini_as_a_numeric_user():
     env = " ".join(a for k, a in ins if k == "ENV")
     for var in ("HOME=/tmp", "XDG_CACHE_HOME=/tmp/", "TORCH_HOME=/tmp/", "TZ=UTC"):
         assert var in env
+
+
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """{stage name: (what it is FROM, its instructions)}."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for kind, args in dockerfile_instructions():
+        if kind == "FROM":
+            src, _as, name = args.split()
+            current = []
+            stages[name] = (src, current)
+        else:
+            current.append((kind, args))
+    return stages
+
+
+def _copies_source(instructions: list[tuple[str, str]]) -> bool:
+    return any(k == "COPY" and re.match(r"(worker|decoders|models|sinks)/ ", a) for k, a in instructions)
+
+
+def test_dockerfile_code_changes_reuse_the_dependency_and_model_layers():
+    stages = dockerfile_stages()
+
+    def ancestry(name: str) -> list[str]:
+        chain = []
+        while name in stages:
+            chain.append(name)
+            name = stages[name][0]
+        return chain
+
+    # the model merge never builds on a stage holding the source tree
+    model = next(n for n, (_src, ins) in stages.items() if any("merge_parts" in a or "model merge" in a
+                                                                  for _k, a in ins))
+    assert not any(_copies_source(stages[s][1]) for s in ancestry(model)), ancestry(model)
+    # dependencies come from the lock file, in a stage without the source tree
+    deps = next(n for n, (_src, ins) in stages.items() if any("requirements.lock" in a for _k, a in ins))
+    assert not any(_copies_source(stages[s][1]) for s in ancestry(deps))
+    # every runtime image: dependencies (and the model) before the code, the code without resolving deps
+    for final in ("runtime", "with-model"):
+        ins = [i for s in reversed(ancestry(final)) for i in stages[s][1]]
+        code = next(i for i, (k, a) in enumerate(ins) if k == "RUN" and "/wheels/" in a)
+        assert "--no-deps" in ins[code][1]
+        venv = next(i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith(f"--from={deps} "))
+        assert venv < code
+        models = [i for i, (k, a) in enumerate(ins) if k == "COPY" and a.startswith(f"--from={model} ")]
+        assert all(i < code for i in models)
+    assert any(k == "RUN" and "pip check" in a for k, a in stages["build"][1])
+
+
+def test_dependencies_are_pinned_for_every_requirement():
+    """requirements.lock pins (==) every install_requires and the postgres and mysql extras."""
+    import configparser
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    wanted = [Requirement(line) for line in cfg["options"]["install_requires"].split("\n") if line.strip()]
+    for extra in ("postgres", "mysql"):
+        wanted += [Requirement(line) for line in cfg["options.extras_require"][extra].split("\n") if line.strip()]
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[norm(name)] = version.strip()
+    for req in wanted:
+        if norm(req.name) == "torch":             # from the CUDA base image
+            continue
+        assert norm(req.name) in pins, f"{req.name} is not pinned in requirements.lock"
+        assert req.specifier.contains(pins[norm(req.name)]), f"{req.name}=={pins[norm(req.name)]} breaks {req}"
 
 
 def test_dockerfile_copies_only_what_the_dockerignore_lets_in():

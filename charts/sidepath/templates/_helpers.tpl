@@ -72,10 +72,26 @@ sidepath/variant: {{ .Values.variant | quote }}
 {{- if hasPrefix "SASL" $k.security_protocol }}true{{ end }}
 {{- end }}
 
-{{/* terminationGracePeriodSeconds: the worker's drain time plus a margin. */}}
+{{/* terminationGracePeriodSeconds: the worker's drain time, then leaving the group
+(engine.close_timeout_s, worker default 10), plus a margin. */}}
 {{- define "sidepath.terminationGrace" -}}
-{{- $grace := (.Values.config.engine | default dict).shutdown_grace_s | default 25 }}
-{{- add (ceil $grace | int) .Values.terminationMarginSeconds }}
+{{- $engine := .Values.config.engine | default dict }}
+{{- $grace := $engine.shutdown_grace_s | default 25 }}
+{{- $close := hasKey $engine "close_timeout_s" | ternary $engine.close_timeout_s 10 }}
+{{- add (ceil $grace | int) (ceil $close | int) .Values.terminationMarginSeconds }}
+{{- end }}
+
+{{/* The start-up budget the startup probe allows (seconds). */}}
+{{- define "sidepath.startupBudget" -}}
+{{- mul .Values.probes.startup.periodSeconds .Values.probes.startup.failureThreshold }}
+{{- end }}
+
+{{/* The node label value a GPU must exceed: gpu.memory less gpu.nodeAffinity.marginPercent,
+since GPU feature discovery labels less than the nominal size (a 16 GB T4 reads 15360 MiB). */}}
+{{- define "sidepath.gpuMemoryFloorMiB" -}}
+{{- $mib := include "sidepath.gpuMemoryMiB" . | int }}
+{{- $margin := .Values.gpu.nodeAffinity.marginPercent | int }}
+{{- sub (div (mul $mib (sub 100 $margin)) 100) 1 }}
 {{- end }}
 
 {{/* gpu.memory (e.g. 16Gi, 24576Mi) in MiB, for the node label comparison. */}}
