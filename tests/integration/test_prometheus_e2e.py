@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient
 
 from sidepath.worker.devkafka import free_ports, group_offsets, kafka_tool
 from sidepath.worker.lag import partition_lag
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import start_worker_process, wait_for, worker_config, write_config_file
 
@@ -183,7 +184,7 @@ def test_prometheus_sees_true_lag_quiet_startups_frozen_loops_and_absent_release
     for p, n in ((1, 7), (4, 9)):                       # traffic on 2 of 6 partitions
         produce(kafka_bootstrap, topic, [{"postid": f"p{p}-{i}", **PAYLOAD} for i in range(n)], partition=p)
     # retention-like deletion on partition 4: its log starts at 3, so the head no longer counts
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin = AdminClient({**librdkafka_logging(), "bootstrap.servers": kafka_bootstrap})
     for fut in admin.delete_records([TopicPartition(topic, 4, 3)]).values():
         fut.result(30)
 
