@@ -76,6 +76,8 @@ class Health:
             log.debug("lag refresh skipped: %s", exc)
             return
         wall = time.time()
+        # held by a run window or by yielding to the live flow: waiting on purpose, not stalled
+        on_purpose = engine.pacer is not None and engine.pacer.idle_on_purpose()
         for k, tp in zip(keys, tps):
             try:
                 _lo, hi = engine.consumer.get_watermark_offsets(tp, timeout=2)
@@ -93,7 +95,11 @@ class Health:
             inf = engine.inflight.get((k[0], k[1], low)) if low is not None else None
             self.metrics.oldest_unfinished_age.labels(*labels).set(
                 time.monotonic() - inf.t0 if inf is not None else 0)
-            self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
+            if on_purpose:
+                self._progress[k] = (c if c is not None and c >= 0 else None, wall)
+                self.stalled.discard(k)
+            else:
+                self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
 
     def _stall_check(self, k: tuple[str, int], committed: int | None, hi: int, wall: float,
                      labels: tuple[str, str, str]) -> None:
