@@ -90,6 +90,9 @@ class DecodeConfig:
     allow_hosts: list[str] = field(default_factory=list)
     allow_private: bool = False
     file_roots: list[str] = field(default_factory=list)
+    #: politeness per media host (0 = no cap): concurrent connections, requests per second
+    max_connections_per_host: int = 8
+    max_requests_per_s_per_host: float = 0.0
 
 
 @dataclass
@@ -295,6 +298,7 @@ def _validate(cfg: Config) -> None:
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")
     for key in ("engine.max_messages_per_s", "engine.max_bytes_per_s", "kafka.statistics_interval_ms",
+                "decode.max_connections_per_host", "decode.max_requests_per_s_per_host",
                 "live.max_lag", "live.resume_lag"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more (0 = no budget)" if "max_" in key and "engine" in key

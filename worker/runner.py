@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
+from sidepath.decoders.host_limits import FetchThrottleCollector
 from sidepath.worker.broker_stats import throttle_stats_cb
 from sidepath.worker.config import Config, masked
 from sidepath.worker.engine import Engine, StartAt
@@ -60,6 +61,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
     """``wall_clock`` (a () -> epoch seconds) replaces time.time for the run windows (tests)."""
     log.info("starting with config %s", masked(cfg))
     metrics = build_metrics(registry)
+    metrics.registry.register(FetchThrottleCollector())
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
                     stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s)
     server = None
