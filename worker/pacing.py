@@ -5,8 +5,9 @@ while any reason, backpressure included, holds, and resumes when none does):
 
 - ``budget``: ``engine.max_messages_per_s`` / ``engine.max_bytes_per_s`` are token buckets.  A
   message is charged when it is taken; the bucket may go into debt (a message's size is known only
-  after it is fetched), and the worker holds until the bucket has refilled to half of its one-second
-  capacity, so partitions are paused and resumed a few times a second at most.
+  after it is fetched), and the worker holds until the bucket has refilled half a second's worth,
+  so partitions are paused and resumed about twice a second at most.  The bucket saves up to two
+  seconds' worth, so the time a resumed partition needs to fetch again is not lost budget.
 - ``window``: ``engine.run_window`` -- outside every window nothing is taken.
 - ``yield``: the live (review) pipeline's consumer group is behind (``live.*``); a background
   probe (``LiveLagProbe``) reads its lag every few seconds and publishes a flag.
@@ -40,14 +41,16 @@ Clock = Callable[[], float]
 
 
 class TokenBucket:
-    """``rate`` units per second, at most ``burst_s`` seconds of them saved up; may go into debt."""
+    """``rate`` units per second, at most ``burst_s`` seconds of them saved up; may go into debt.
+    ``resume_level`` (``resume_s`` worth): where a holder waiting for tokens may go on."""
 
-    def __init__(self, rate: float, *, burst_s: float = 1.0, clock: Clock = time.monotonic) -> None:
+    def __init__(self, rate: float, *, burst_s: float = 2.0, resume_s: float = 0.5,
+                 clock: Clock = time.monotonic) -> None:
         self.rate = float(rate)
         self.capacity = max(1.0, self.rate * burst_s)
-        self.resume_level = self.capacity / 2
+        self.resume_level = max(1.0, self.rate * resume_s)
         self.clock = clock
-        self.tokens = self.resume_level          # half full: no start-up burst of a whole second
+        self.tokens = self.resume_level          # no start-up burst
         self._stamp = clock()
 
     def level(self) -> float:

@@ -69,8 +69,8 @@ def test_message_and_byte_budgets_hold_within_ten_percent(tmp_path, kafka_bootst
     print(f"achieved over {elapsed:.1f} s: {bytes_per_s:.0f} bytes/s (budget {byte_rate:g})")
     assert msg_rate * 0.9 <= msgs_per_s <= msg_rate * 1.1, msgs_per_s
     assert byte_rate * 0.9 <= bytes_per_s <= byte_rate * 1.1, bytes_per_s
-    # the backlog stays in Kafka: the workers hold about a second's budget, not the backlog
-    assert held_msgs <= 2 * msg_rate, held_msgs
-    assert held_bytes <= 2 * byte_rate + 200 * 2 * msg_rate, held_bytes
+    # the backlog stays in Kafka: the workers hold at most a couple of seconds of budget, not the backlog
+    assert held_msgs <= 3 * msg_rate, held_msgs
+    assert held_bytes <= 3 * byte_rate, held_bytes
     assert end["count"] < backlog / 2
     assert budget_held is not None

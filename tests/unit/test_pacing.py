@@ -22,15 +22,15 @@ def epoch(text: str, zone: str = "UTC") -> float:
     return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
 
 
-def test_bucket_refills_at_its_rate_and_caps_at_one_second() -> None:
+def test_bucket_refills_at_its_rate_and_caps_at_two_seconds() -> None:
     clock = Clock()
     b = TokenBucket(50, clock=clock)
-    assert b.level() == 25                  # starts half full: no start-up burst
+    assert b.level() == 25                  # starts with half a second's worth: no start-up burst
     b.charge(25)
     clock.t += 0.2
     assert b.level() == pytest.approx(10)
     clock.t += 100
-    assert b.level() == 50
+    assert b.level() == 100
 
 
 def test_bucket_goes_into_debt_for_a_large_message_and_repays_it() -> None:
