@@ -12,6 +12,7 @@ from typing import Any
 
 from sidepath.decoders.address_guard import AddressGuard, Resolver
 from sidepath.decoders.fetched import Fetched
+from sidepath.decoders.host_limits import HostLimits
 from sidepath.decoders.http_fetch import HttpFetcher
 from sidepath.decoders.inline import decode_inline
 from sidepath.decoders.local_fetch import LocalFiles
@@ -42,10 +43,15 @@ class Fetcher:
                  file_roots: Iterable[str] = (), max_pixels: int = 64_000_000,
                  deadline_s: float | None = None, backoff_s: float = 0.5, max_redirects: int = 5,
                  ca_certs: str | None = None, pool_size: int = 8, resolver: Resolver | None = None,
-                 user_agent: str = "sidepath-fetcher/1") -> None:
+                 user_agent: str = "sidepath-fetcher/1", max_connections_per_host: int = 0,
+                 max_requests_per_s_per_host: float = 0.0) -> None:
         _positive("decode.max_bytes", max_bytes, "use a positive number of bytes, e.g. 268435456")
         _positive("decode.timeout_s", timeout_s, "use a positive number of seconds, e.g. 15")
         _positive("decode.max_pixels", max_pixels, "use a positive pixel count, e.g. 64000000")
+        if int(max_connections_per_host) < 0 or float(max_requests_per_s_per_host) < 0:
+            bad = ("decode.max_connections_per_host", max_connections_per_host) if int(max_connections_per_host) < 0 \
+                else ("decode.max_requests_per_s_per_host", max_requests_per_s_per_host)
+            raise ConfigError(bad[0], bad[1], "use 0 (no cap) or a positive number")
         if int(retries) < 0:
             raise ConfigError("decode.retries", retries, "use 0 or more retries")
         if isinstance(allow_hosts, str) or isinstance(file_roots, str):
@@ -59,7 +65,9 @@ class Fetcher:
         self.http = HttpFetcher(guard=self.guard, max_bytes=self.max_bytes, timeout_s=self.timeout_s,
                                 deadline_s=deadline_s if deadline_s is not None else max(60.0, 4 * self.timeout_s),
                                 retries=self.retries, backoff_s=backoff_s, max_redirects=max_redirects,
-                                ca_certs=ca_certs, pool_size=pool_size, user_agent=user_agent)
+                                ca_certs=ca_certs, pool_size=pool_size, user_agent=user_agent,
+                                limits=HostLimits(max_connections=max_connections_per_host,
+                                                  requests_per_s=max_requests_per_s_per_host))
 
     @classmethod
     def from_config(cls, decode: Any, **overrides: Any) -> Fetcher:
@@ -67,7 +75,9 @@ class Fetcher:
         opts = dict(max_bytes=decode.max_bytes, timeout_s=decode.timeout_s, retries=decode.retries,
                     allow_hosts=list(decode.allow_hosts), allow_private=decode.allow_private,
                     file_roots=list(decode.file_roots), max_pixels=decode.max_pixels,
-                    pool_size=max(2, int(getattr(decode, "threads", 2))))
+                    pool_size=max(2, int(getattr(decode, "threads", 2))),
+                    max_connections_per_host=getattr(decode, "max_connections_per_host", 0),
+                    max_requests_per_s_per_host=getattr(decode, "max_requests_per_s_per_host", 0.0))
         opts.update(overrides)
         return cls(**opts)
 

@@ -4,7 +4,10 @@ Each hop of a redirect chain is resolved and checked by the ``AddressGuard``,
 then the connection goes to the checked IP address (the URL's host name is
 only sent as ``Host`` and, for HTTPS, as SNI and the name the certificate must
 match).  Transient failures (5xx, 408, 429, timeouts, resets) are retried with
-jittered exponential backoff; 4xx answers and refused addresses are not.  The
+jittered exponential backoff; 4xx answers and refused addresses are not.  A 429 or 503 with
+``Retry-After`` (seconds or an HTTP date) waits at least that long before the next try, never past
+the fetch deadline.  Per media host, ``HostLimits`` caps concurrent connections and requests per
+second (decoders/host_limits.py).  The
 size cap is checked against ``Content-Length`` first and again while streaming,
 so an endless body costs at most ``max_bytes``.
 """
@@ -14,6 +17,7 @@ import base64
 import logging
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
@@ -30,6 +34,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from sidepath.decoders.address_guard import AddressGuard
 from sidepath.decoders.fetched import Fetched
+from sidepath.decoders.host_limits import HostLimits, count_throttled
 from sidepath.decoders.refs import shown
 from sidepath.worker.errors import FetchError
 
@@ -40,6 +45,31 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 256 * 1024
+_PUSH_BACK = frozenset({429, 503})       # the server asks us to slow down; Retry-After says for how long
+
+
+class _ServerBusy(FetchError):
+    """A 429/503 answer; ``retry_after_s`` is the server's Retry-After (None when it gave none)."""
+
+    def __init__(self, message: str, retry_after_s: float | None) -> None:
+        super().__init__(message, retriable=True)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +114,12 @@ class HttpFetcher:
 
     def __init__(self, *, guard: AddressGuard, max_bytes: int, timeout_s: float, deadline_s: float,
                  retries: int, backoff_s: float, max_redirects: int, ca_certs: str | None,
-                 pool_size: int, user_agent: str) -> None:
+                 pool_size: int, user_agent: str, limits: HostLimits | None = None) -> None:
         self.guard, self.max_bytes = guard, int(max_bytes)
         self.timeout_s, self.deadline_s = float(timeout_s), float(deadline_s)
         self.retries, self.backoff_s, self.max_redirects = int(retries), float(backoff_s), int(max_redirects)
         self.user_agent = user_agent
+        self.limits = limits if limits is not None else HostLimits()
         # retries=False: this class retries itself (it must re-check addresses and re-open the cap)
         self.pool = urllib3.PoolManager(num_pools=64, maxsize=max(1, pool_size), block=False, retries=False,
                                         ca_certs=ca_certs)
@@ -97,10 +128,18 @@ class HttpFetcher:
         self.pool.clear()
 
     def fetch(self, url: str) -> Fetched:
+        backoff = wait_exponential_jitter(initial=self.backoff_s, max=max(self.backoff_s * 16, 0.001),
+                                          jitter=self.backoff_s)
+
+        def wait(state: RetryCallState) -> float:
+            # a server's Retry-After is a floor under the backoff; the deadline a ceiling over both
+            exc = state.outcome.exception() if state.outcome else None
+            floor = getattr(exc, "retry_after_s", None) or 0.0
+            return max(0.0, min(max(backoff(state), floor), deadline - time.monotonic()))
+
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1) | stop_after_delay(self.deadline_s),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=max(self.backoff_s * 16, 0.001),
-                                         jitter=self.backoff_s),
+            wait=wait,
             retry=retry_if_exception(lambda e: isinstance(e, FetchError) and e.retriable),
             retry_error_callback=self._gave_up,
             before_sleep=lambda st: log.debug("retrying %s after: %s", shown(url),
@@ -142,6 +181,11 @@ class HttpFetcher:
             headers["Authorization"] = t.auth
         kw = {"server_hostname": t.host, "assert_hostname": t.host} if t.scheme == "https" else None
         timeout = urllib3.Timeout(connect=self.timeout_s, read=self.timeout_s)
+        with self.limits.slot(t.host, deadline):
+            return self._get_from(t, addrs, headers, kw, timeout, deadline)
+
+    def _get_from(self, t: _Target, addrs: list[str], headers: dict[str, str], kw: dict[str, str] | None,
+                  timeout: urllib3.Timeout, deadline: float) -> tuple[int, str | None, Fetched | None]:
         last: Exception | None = None
         for addr in addrs:                    # the checked addresses only, in resolver order
             pool = self.pool.connection_from_host(addr, t.port, t.scheme, pool_kwargs=kw)
@@ -180,6 +224,13 @@ class HttpFetcher:
             status = resp.status
             if status in _REDIRECTS:
                 return status, resp.headers.get("Location"), None
+            if status in _PUSH_BACK:
+                count_throttled(t.host, "server")
+                wait_s = retry_after_s(resp.headers.get("Retry-After"))
+                if wait_s is not None and time.monotonic() + wait_s > deadline:
+                    raise FetchError(f"HTTP {status} for {shown(t.url)} asks to retry after {wait_s:g} s, past the "
+                                     f"fetch deadline ({self.deadline_s:g} s); not retried")
+                raise _ServerBusy(f"HTTP {status} for {shown(t.url)}", wait_s)
             if status in RETRY_STATUSES or 500 <= status < 600:
                 raise FetchError(f"HTTP {status} for {shown(t.url)}", retriable=status not in (501, 505))
             if not 200 <= status < 300:

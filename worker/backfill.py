@@ -30,6 +30,7 @@ from sidepath.worker.config import Config, expand_env, mask_url
 from sidepath.worker.errors import BadRequest, ConfigError, FatalError
 from sidepath.worker.inflight import Inflight
 from sidepath.worker.metrics import build_metrics
+from sidepath.worker.pacing import Pacer, pacer_from_config
 from sidepath.worker.pipeline import Pipeline
 from sidepath.worker.request import parse_request
 
@@ -249,12 +250,18 @@ class _Progress:
 
 def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "backfill", limit: int = 0,
                  where: str | None = None, overwrite: bool = False, checkpoint: Path | None = None,
-                 progress: bool | None = None, log_every_s: float = 10.0, chunk: int = 200) -> Summary:
-    """Process ``rows`` (after ``where``/``limit``) through the pipeline; the counts in a ``Summary``."""
+                 progress: bool | None = None, log_every_s: float = 10.0, chunk: int = 200,
+                 wall_clock: Any = None) -> Summary:
+    """Process ``rows`` (after ``where``/``limit``) through the pipeline; the counts in a ``Summary``.
+
+    The pacing of a worker applies (``engine.max_messages_per_s``/``max_bytes_per_s``, ``run_window``,
+    ``live.*``): items are handed over only while nothing holds; ``wall_clock`` replaces time.time
+    for the run windows (tests)."""
     selected = select_rows(rows, where=where, limit=limit)
     metrics = build_metrics(CollectorRegistry())
     fatal: list[BaseException] = []
     pipe = Pipeline(cfg, metrics, group=name, on_fatal=fatal.append)
+    pacer = pacer_from_config(cfg, metrics.registry, **({"wall": wall_clock} if wall_clock else {}))
     models = [m.name for m in pipe.models]
     ckpt = _Checkpoint(checkpoint)
     summary = Summary()
@@ -302,16 +309,19 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
         batch: list[tuple[int, dict[str, Any]]] = []
         for item in selected:
             batch.append(item)
-            if len(batch) >= chunk:
-                _submit(pipe, batch, done, summary, inflight, name, bar)
+            if len(batch) >= pacer.room(chunk):
+                _wait_for_pacing(pacer, complete)
+                pacer.charge(*_submit(pipe, batch, done, summary, inflight, name, bar))
                 batch = []
             while len(inflight) >= cap:
                 complete(block=True)
             complete(block=False)
+        _wait_for_pacing(pacer, complete)
         _submit(pipe, batch, done, summary, inflight, name, bar)
         while inflight:
             complete(block=True)
     finally:
+        pacer.close()
         pipe.stop()
         ckpt.close()
         bar.close()
@@ -320,15 +330,23 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
     return summary
 
 
+def _wait_for_pacing(pacer: Pacer, complete: Any) -> None:
+    """While the budget, a run window or the live flow holds, only collect completions (each call
+    waits up to 0.2 s for one: no busy loop)."""
+    while pacer.hold() is not None:
+        complete(block=True)
+
+
 def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Finished | None,
-            summary: Summary, inflight: dict[int, Inflight], name: str, bar: _Progress) -> None:
+            summary: Summary, inflight: dict[int, Inflight], name: str, bar: _Progress) -> tuple[int, int]:
     """Skip rows whose every model result is already durable (unless overwriting: ``done`` is None);
-    send the rest into the pipeline."""
+    send the rest into the pipeline.  Returns how many items (and request bytes) went in."""
     if not batch:
-        return
+        return 0, 0
     ids = [(str(r.get("postid", "")), str(r.get("seqid", ""))) for _i, r in batch]
     finished = [False] * len(batch) if done is None else done.done(ids)
     ready: list[Inflight] = []
+    sent = sent_bytes = 0
     for (index, row), skip in zip(batch, finished):
         summary.total += 1
         if skip:
@@ -336,6 +354,7 @@ def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Fini
             bar.step()
             continue
         value = request_value(row)
+        sent, sent_bytes = sent + 1, sent_bytes + len(value)
         source = SourceRef(f"backfill:{name}", 0, index)
         inf = Inflight(source, 0, None, value, (), None, remaining=len(pipe.models))
         inflight[index] = inf
@@ -347,3 +366,4 @@ def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Fini
         ready.append(inf)
     if ready:
         pipe.decode_stage.submit(ready)
+    return sent, sent_bytes

@@ -28,6 +28,11 @@ def _load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config
     return load_cli_config(ctx, overrides)
 
 
+max_rate_option = click.option(
+    "--max-rate", type=click.FloatRange(min=0), default=None, metavar="PER_S",
+    help="At most this many messages per second for this worker (engine.max_messages_per_s; 0 = no cap).")
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", default=None, metavar="FILE", envvar="SIDEPATH_CONFIG",
               help="TOML config file (default ./sidepath.toml if present); every key can be overridden by "
@@ -58,10 +63,11 @@ def cli(ctx: click.Context, config_path: str, log_level: str, log_format: str) -
 @click.option("--model", "model_name", help="Override model.name.")
 @click.option("--sink", "sinks", multiple=True, help="Override sinks.urls (repeat for several).")
 @config_option
+@max_rate_option
 @click.pass_context
 def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_end: bool,
         max_messages: int, topic: str | None, group: str | None, model_name: str | None,
-        sinks: tuple[str, ...]) -> None:
+        sinks: tuple[str, ...], max_rate: float | None) -> None:
     """Consume the topic, run the model, write results, commit offsets."""
     from sidepath.worker.runner import run_worker
     from sidepath.worker.start import parse_start_at
@@ -75,6 +81,8 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
         overrides["model.name"] = model_name
     if sinks:
         overrides["sinks.urls"] = list(sinks)
+    if max_rate is not None:
+        overrides["engine.max_messages_per_s"] = max_rate
     cfg = _load(ctx, overrides)
     start = parse_start_at(start_at) if start_at else ("beginning" if from_beginning else None)
     stats = run_worker(cfg, start=start, until_end=until_end, max_messages=max_messages)
@@ -126,12 +134,17 @@ def config() -> None:
 @click.pass_context
 def config_show(ctx: click.Context, fmt: str) -> None:
     """Print the effective config (file + environment) with secrets masked."""
-    doc = masked(_load(ctx))
+    from sidepath.worker.config import group_budget
+
+    cfg = _load(ctx)
+    doc = masked(cfg)
+    budget = group_budget(cfg)
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json.dumps({**doc, "derived": {"group_budget": budget}}, indent=2))
     else:
         from sidepath.worker.config import to_toml
         click.echo(to_toml(doc))
+        click.echo(f"# group budget (derived, not a key): {budget['note']}")
 
 
 @config.command("keys")

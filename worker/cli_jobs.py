@@ -35,13 +35,16 @@ __all__ = ["backfill", "drain"]
 @click.option("--via-kafka", "via_topic", metavar="TOPIC",
               help="Do not process here: produce the items to TOPIC for a worker fleet.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--max-rate", type=click.FloatRange(min=0), default=None, metavar="PER_S",
+              help="At most this many items per second (engine.max_messages_per_s; 0 = no cap).")
 @click.option("--log-every", "log_every_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               metavar="SECONDS", help="Without a progress bar, log the counts this often.")
 @config_option
 @click.pass_context
 def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, query: str | None,
              where: str | None, limit: int, overwrite: bool, checkpoint: Path | None, sinks: tuple[str, ...],
-             model_name: str | None, via_topic: str | None, progress: bool | None, log_every_s: float) -> None:
+             model_name: str | None, via_topic: str | None, progress: bool | None, max_rate: float | None,
+             log_every_s: float) -> None:
     """Run the model over existing items to (re)fill a results table; resumable."""
     from sidepath.worker.backfill import rows_from_dir, rows_from_file, rows_from_sql, run_backfill
 
@@ -50,6 +53,8 @@ def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, q
         overrides["sinks.urls"] = list(sinks)
     if model_name:
         overrides["model.name"] = model_name
+    if max_rate is not None:
+        overrides["engine.max_messages_per_s"] = max_rate
     cfg = load_cli_config(ctx, overrides)
     if bool(input_path) == bool(sql_url):
         raise ConfigError("--input/--from-sql", input_path or sql_url, "give exactly one of --input or --from-sql")
@@ -89,13 +94,15 @@ def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, q
               help="Warn when the oldest unread record expires within this many hours.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
+@click.option("--max-rate", type=click.FloatRange(min=0), default=None, metavar="PER_S",
+              help="At most this many records per second (engine.max_messages_per_s; 0 = no cap).")
 @click.pass_context
 def drain(ctx: click.Context, topic: str, sinks: tuple[str, ...], group: str | None, warn_hours: float,
-          as_json: bool) -> None:
+          as_json: bool, max_rate: float | None) -> None:
     """Copy a topic into a durable sink, idempotently and resumably, until its current end."""
     from sidepath.worker.drain import run_drain
 
-    cfg = load_cli_config(ctx)
+    cfg = load_cli_config(ctx, {"engine.max_messages_per_s": max_rate} if max_rate is not None else None)
     report = run_drain(cfg, topic=topic, sinks=list(sinks), group=group, warn_within_s=warn_hours * 3600)
     if as_json:
         click.echo(json.dumps(report))

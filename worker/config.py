@@ -22,7 +22,8 @@ from typing import Any
 from sidepath.worker.errors import ConfigError
 from sidepath.worker.masking import is_secret_key, mask_url
 
-__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env", "to_toml", "describe_keys"]
+__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env", "to_toml", "describe_keys",
+           "group_budget"]
 
 ENV_PREFIX = "SIDEPATH_"
 SECRET_KEYS = {"kafka.sasl_password", "kafka.ssl_key_password"}
@@ -33,6 +34,8 @@ class ServiceConfig:
     name: str = "sidepath"
     team: str = "ml"
     namespace: str = "sidepath"
+    #: the region this worker runs in (hk | eu | na ...); part of the default Kafka client.id
+    region: str = ""
 
 
 @dataclass
@@ -49,6 +52,11 @@ class KafkaConfig:
     ssl_key_password: str = ""       # from SIDEPATH_KAFKA_SSL_KEY_PASSWORD only
     session_timeout_ms: int = 45000
     max_poll_interval_ms: int = 300000
+    #: the client.id brokers see, stable across pods so that a quota can be set on it;
+    #: "" = <service.name>-<service.region> (or <service.name> without a region)
+    client_id: str = ""
+    #: librdkafka statistics every this many ms (broker throttle time as a metric); 0 = off
+    statistics_interval_ms: int = 5000
     #: extra librdkafka consumer settings, e.g. {"fetch.max.bytes" = "1048576"}
     consumer: dict[str, str] = field(default_factory=dict)
 
@@ -83,6 +91,9 @@ class DecodeConfig:
     allow_hosts: list[str] = field(default_factory=list)
     allow_private: bool = False
     file_roots: list[str] = field(default_factory=list)
+    #: politeness per media host (0 = no cap): concurrent connections, requests per second
+    max_connections_per_host: int = 8
+    max_requests_per_s_per_host: float = 0.0
 
 
 @dataclass
@@ -109,6 +120,22 @@ class EngineConfig:
     pause_after_s: float = 1.0         # at a cap this long: pause the partitions (else just stop taking)
     close_timeout_s: float = 10.0      # leaving the group may take this long at shutdown
     consume_batch: int = 500           # messages per consume() call at most
+    #: budgets per worker (token buckets; 0 = none); the group's budget is these x the replicas
+    max_messages_per_s: float = 0.0
+    max_bytes_per_s: float = 0.0
+    #: consume only inside these daily windows, e.g. ["22:00-06:00 Asia/Shanghai"]; [] = always
+    run_window: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LiveConfig:
+    """The live (human-review) pipeline this worker steps back for (docs/operations.md)."""
+
+    group_id: str = ""                 # its consumer group; "" = never yield
+    topic: str = ""                    # the topic that group reads; "" = kafka.topic
+    max_lag: int = 10000               # yield while that group's lag is above this
+    resume_lag: int = 1000             # and consume again once it is at or below this
+    check_interval_s: float = 5.0
 
 
 @dataclass
@@ -147,6 +174,7 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
 
@@ -292,6 +320,21 @@ def _validate(cfg: Config) -> None:
                 "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")
+    for key in ("engine.max_messages_per_s", "engine.max_bytes_per_s", "kafka.statistics_interval_ms",
+                "decode.max_connections_per_host", "decode.max_requests_per_s_per_host",
+                "live.max_lag", "live.resume_lag"):
+        if flat[key] < 0:
+            raise ConfigError(key, flat[key], "must be 0 or more (0 = no budget)" if "max_" in key and "engine" in key
+                              else "must be 0 or more")
+    if flat["live.resume_lag"] > flat["live.max_lag"]:
+        raise ConfigError("live.resume_lag", flat["live.resume_lag"],
+                          f"must not be above live.max_lag={flat['live.max_lag']} (resume below where it yields)")
+    if flat["live.check_interval_s"] <= 0:
+        raise ConfigError("live.check_interval_s", flat["live.check_interval_s"], "must be greater than 0")
+    from sidepath.worker.pacing import parse_run_window  # pacing imports errors only; lazily: no cycle
+
+    for w in flat["engine.run_window"]:
+        parse_run_window(w)
     if not 0 < flat["engine.resume_fraction"] < 1:
         raise ConfigError("engine.resume_fraction", flat["engine.resume_fraction"], "use a fraction between 0 and 1")
     if not 0 <= flat["metrics.port"] <= 65535:
@@ -427,6 +470,28 @@ def to_toml(doc: dict[str, Any]) -> str:
     for k, v in doc.items():
         section(v, k)
     return "\n".join(lines)
+
+
+def group_budget(cfg: Config) -> dict[str, Any]:
+    """The budget of the whole group: each worker's budget times the replicas that may run.
+
+    Budgets are per worker (each pod paces itself; nothing is shared between pods), so the group
+    may consume up to ``max_*_per_s x replicas``; with an autoscaler use its maxReplicas."""
+    r = cfg.deploy.replicas
+    replicas = {"hk": r.hk, "eu": r.eu, "na": r.na}
+    region = cfg.service.region
+    n = replicas.get(region, sum(replicas.values()))
+    where = f"deploy.replicas.{region}" if region in replicas else "all regions' deploy.replicas"
+    out: dict[str, Any] = {"replicas": n, "replicas_from": where}
+    parts = []
+    for key, unit in (("max_messages_per_s", "messages/s"), ("max_bytes_per_s", "bytes/s")):
+        per = getattr(cfg.engine, key)
+        out[key] = per * n if per else None
+        if per:
+            parts.append(f"{per:g} {unit} x {n} replicas = {per * n:g} {unit}")
+    out["note"] = ("; ".join(parts) + f" ({where}; with an autoscaler multiply by its maxReplicas)") if parts \
+        else "no budget (engine.max_messages_per_s and engine.max_bytes_per_s are 0)"
+    return out
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:

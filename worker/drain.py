@@ -147,6 +147,7 @@ def run_drain(cfg: Config, *, topic: str, sinks: list[str], group: str | None = 
     dcfg.model.instances = 1
     dcfg.sinks.urls = list(sinks or cfg.sinks.urls)
     dcfg.metrics.port = 0
+    dcfg.engine.run_window = []       # a drain races retention: it never waits for a window (budgets apply)
     stats = run_worker(dcfg, until_end=True, parse=parse_record)
     report = {"topic": topic, "group": group, "sinks": [mask_url(u) for u in dcfg.sinks.urls],
               "copied": stats["done"] - stats["errors"], "errors": stats["errors"],

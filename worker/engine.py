@@ -35,6 +35,7 @@ from sidepath.worker.inflight import Completion, Inflight
 from sidepath.worker.lag import commit_metadata
 from sidepath.worker.metrics import Metrics
 from sidepath.worker.offsets import TP, OffsetTracker
+from sidepath.worker.pacing import Pacer
 from sidepath.worker.request import parse_request
 from sidepath.worker.stages import DecodeStage, Failures
 
@@ -65,18 +66,20 @@ class Engine:
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
                  parse: Callable[[bytes | None, SourceRef], Any] = parse_request,
-                 held: HeldResults | None = None) -> None:
+                 held: HeldResults | None = None, pacer: Pacer | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
         self.metrics, self.limits, self.start = metrics, limits, start
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
         self.health, self.parse, self.held = health, parse, held
+        self.pacer = pacer if pacer is not None and pacer.active else None   # budgets, run windows, yielding
         self.tracker = OffsetTracker()
         self.inflight: dict[SourceRef, Inflight] = {}     # a SourceRef is a (topic, partition, offset) tuple
         self._message_bytes = 0              # poll loop only
         self._media_bytes = 0                # added by decode threads, under the lock
         self._bytes_lock = threading.Lock()
-        self.paused = False
+        self.paused = False                 # the partitions are paused (backpressure or pacing)
+        self._bp_paused = False             # ... because of backpressure
         self._over = False                  # a cap is reached: take nothing until below it
         self._over_since = 0.0
         self.stop_event = threading.Event()
@@ -222,7 +225,11 @@ class Engine:
             n = max(1, min(self.limits.consume_batch, self.limits.max_inflight_messages - len(self.inflight)))
             if self.max_messages:
                 n = max(1, min(n, self.max_messages - self.stats.taken))
+            if self.pacer is not None:
+                n = self.pacer.room(n)
             msgs = self.consumer.consume(n, 0.1)
+            if self.pacer is not None and msgs:
+                self.pacer.charge(len(msgs), sum(len(m) for m in msgs))
             taken = self._take(msgs)
             if taken:
                 self.decode_stage.submit(taken)
@@ -363,17 +370,28 @@ class Engine:
         now = time.monotonic()
         if over and not self._over:
             self._over_since = now
-        self._over = over or (self.paused and not under)
-        if over and not self.paused and (blocked or now - self._over_since >= lim.pause_after_s):
-            self.consumer.pause(self.consumer.assignment())
-            self.paused = True
+        self._over = over or (self._bp_paused and not under)
+        if over and not self._bp_paused and (blocked or now - self._over_since >= lim.pause_after_s):
+            self._bp_paused = True
             self.metrics.paused.set(1)
             log.debug("paused: %d messages, %d bytes in flight", n, b)
-        elif self.paused and under:
-            self.consumer.resume(self.consumer.assignment())
-            self.paused = False
+        elif self._bp_paused and under:
+            self._bp_paused = False
             self._over = False
             self.metrics.paused.set(0)
+        self._apply_pause()
+
+    def _apply_pause(self) -> None:
+        """Pause the partitions while any reason holds -- backpressure, or one of the pacer's (budget,
+        run window, yielding to the live flow: worker/pacing.py) -- and resume them when none does."""
+        want = self._bp_paused or (self.pacer is not None and self.pacer.hold() is not None)
+        if want != self.paused:
+            assignment = self.consumer.assignment()
+            if want:
+                self.consumer.pause(assignment)
+            else:
+                self.consumer.resume(assignment)
+            self.paused = want
 
     def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets (raises KafkaException when the broker cannot say)."""

@@ -90,6 +90,8 @@ class Health:
         total: int | None = 0
         # this runs on the poll loop: partitions other pods own get a bounded share of its time
         budget_end = time.monotonic() + _TOTAL_BUDGET_S
+        # held by a run window or by yielding to the live flow: waiting on purpose, not stalled
+        on_purpose = engine.pacer is not None and engine.pacer.idle_on_purpose()
         for tp in tps:
             k = (tp.topic, tp.partition)
             if k not in owned and (total is None or time.monotonic() > budget_end):
@@ -115,7 +117,11 @@ class Health:
             inf = engine.inflight.get((k[0], k[1], low)) if low is not None else None
             self.metrics.oldest_unfinished_age.labels(*labels).set(
                 time.monotonic() - inf.t0 if inf is not None else 0)
-            self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
+            if on_purpose:
+                self._progress[k] = (c if c is not None and c >= 0 else None, wall)
+                self.stalled.discard(k)
+            else:
+                self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
         if total is not None:
             self.metrics.group_lag.labels(keys[0][0], self.group).set(total)
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 from sidepath.worker.config import Config, env_name
 from sidepath.worker.logs import librdkafka_logging
 
-__all__ = ["consumer_config", "producer_config", "admin_config", "security_config"]
+__all__ = ["client_id", "consumer_config", "producer_config", "admin_config", "security_config"]
 
 
 def security_config(cfg: Config) -> dict[str, Any]:
@@ -25,13 +24,21 @@ def security_config(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def client_id(cfg: Config) -> str:
+    """The consumer's client.id: kafka.client_id, else <service.name>-<service.region> (or the name alone).
+    The same on every pod of a service and region, so a broker quota set on it covers them all."""
+    if cfg.kafka.client_id:
+        return cfg.kafka.client_id
+    return f"{cfg.service.name}-{cfg.service.region}" if cfg.service.region else cfg.service.name
+
+
 def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
     k = cfg.kafka
     conf: dict[str, Any] = {
         **librdkafka_logging(),
         "bootstrap.servers": k.bootstrap_servers,
         "group.id": k.group_id,
-        "client.id": f"{cfg.service.name}-{socket.gethostname()}",
+        "client.id": client_id(cfg),
         "enable.auto.commit": False,            # commit only after results are durable
         "enable.auto.offset.store": False,
         "auto.offset.reset": k.auto_offset_reset,

@@ -113,7 +113,8 @@ class Pipeline:
         d = cfg.decode
         fetcher = Fetcher(max_bytes=d.max_bytes, timeout_s=d.timeout_s, retries=d.retries,
                           allow_hosts=d.allow_hosts, allow_private=d.allow_private, file_roots=d.file_roots,
-                          max_pixels=d.max_pixels)
+                          max_pixels=d.max_pixels, max_connections_per_host=d.max_connections_per_host,
+                          max_requests_per_s_per_host=d.max_requests_per_s_per_host)
         self.spec = merged_spec(cfg, self.models)
         self.add_bytes: Callable[[Inflight, int], None] = lambda inf, n: None
         self.decode_stage = DecodeStage(models=self.models, spec=self.spec,

@@ -15,6 +15,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError
 from prometheus_client import CollectorRegistry
 
+from sidepath.decoders.host_limits import FetchThrottleCollector
+from sidepath.worker.broker_stats import throttle_stats_cb
 from sidepath.worker.config import Config, masked
 from sidepath.worker.engine import Engine, StartAt
 from sidepath.worker.errors import ConfigError, FatalError
@@ -24,6 +26,7 @@ from sidepath.worker.http import HealthServer
 from sidepath.worker.kafka_config import consumer_config
 from sidepath.worker.logs import Throttle
 from sidepath.worker.metrics import build_metrics
+from sidepath.worker.pacing import pacer_from_config
 from sidepath.worker.pipeline import Pipeline
 
 __all__ = ["run_worker"]
@@ -54,9 +57,11 @@ def _install_signals(engine: Engine, grace_s: float) -> None:
 
 def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, max_messages: int = 0,
                registry: CollectorRegistry | None = None, on_engine: Any = None,
-               parse: Any = None) -> dict[str, Any]:
+               parse: Any = None, wall_clock: Any = None) -> dict[str, Any]:
+    """``wall_clock`` (a () -> epoch seconds) replaces time.time for the run windows (tests)."""
     log.info("starting with config %s", masked(cfg))
     metrics = build_metrics(registry)
+    metrics.registry.register(FetchThrottleCollector())
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
                     stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s,
                     offset_reset=cfg.kafka.auto_offset_reset)
@@ -74,7 +79,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
     try:
         stats = _run(cfg, metrics, health, start=start, until_end=until_end, max_messages=max_messages,
-                     on_engine=on_engine, parse=parse)
+                     on_engine=on_engine, parse=parse, wall_clock=wall_clock)
     finally:
         if server is not None:
             server.stop()
@@ -86,7 +91,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
 
 def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end: bool, max_messages: int,
-         on_engine: Any, parse: Any) -> dict[str, Any]:
+         on_engine: Any, parse: Any, wall_clock: Any) -> dict[str, Any]:
     engine_ref: list[Engine] = []
     fatal_box: list[BaseException] = []
 
@@ -105,15 +110,18 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
         health.gpu_used = lambda: gpu_memory_used(pipe.device)
     health.runners = pipe.runners
     repeats = Throttle()
+    stats = {"statistics.interval.ms": cfg.kafka.statistics_interval_ms,
+             "stats_cb": throttle_stats_cb(metrics.registry)} if cfg.kafka.statistics_interval_ms else {}
     consumer = Consumer(consumer_config(cfg, on_commit=lambda err, parts: engine_ref[0].on_commit(err, parts)
                                         if engine_ref else None,
-                                        error_cb=lambda err: _on_client_error(err, on_fatal, repeats)))
+                                        error_cb=lambda err: _on_client_error(err, on_fatal, repeats), **stats))
+    pacer = pacer_from_config(cfg, metrics.registry, **({"wall": wall_clock} if wall_clock else {}))
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
                     is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}),
                     held=HeldResults(pipe.transactions, lambda tps: engine_ref[0].committed_offsets(tps))
-                    if pipe.transactions is not None else None)
+                    if pipe.transactions is not None else None, pacer=pacer)
     engine_ref.append(engine)
     pipe.add_bytes = engine.add_bytes
     health.engine = engine
@@ -125,10 +133,11 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     pipe.start()
     metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
     try:
-        stats = engine.run()
+        result = engine.run()
     finally:
+        pacer.close()
         pipe.stop()
-    return stats
+    return result
 
 
 def _on_client_error(err: Any, on_fatal: Any, repeats: Throttle) -> None:

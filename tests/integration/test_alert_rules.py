@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sidepath.worker.broker_stats import throttle_stats_cb
 from sidepath.worker.metrics import build_metrics
+from sidepath.worker.pacing import build_pacing_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "charts" / "sidepath" / "files" / "alerts.yaml"
@@ -47,9 +49,12 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_s
 
 
 def worker_metric_names() -> set[str]:
-    """Every series name the worker's metrics (worker/metrics.py) can expose."""
-    return {family.name + suffix for family in build_metrics().registry.collect()
-            for suffix in SUFFIXES[family.type]}
+    """Every series name the worker's metrics (worker/metrics.py, worker/pacing.py, worker/broker_stats.py)
+    can expose."""
+    registry = build_metrics().registry
+    build_pacing_metrics(registry)
+    throttle_stats_cb(registry)
+    return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]}
 
 
 def metric_names_in(expr: str) -> set[str]:

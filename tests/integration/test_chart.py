@@ -515,6 +515,22 @@ def test_keda_trigger_reads_the_workers_group(chart, reset):
         assert refs[param] == (ref["name"], ref["key"])
 
 
+def test_keda_run_window_schedules_pods_instead_of_lag(chart):
+    window = {"enabled": True, "timezone": "Asia/Shanghai", "start": "0 22 * * *", "end": "0 6 * * *", "replicas": 3}
+    values = chart.merge_values(values_for("values-hk.yaml",
+                                           autoscaling={"mode": "keda", "keda": {"runWindow": window}}))
+    so = one(render(chart, values), "ScaledObject")
+    (trigger,) = so["spec"]["triggers"]       # no lag trigger: lag outside the window is meant to wait
+    assert trigger["type"] == "cron"
+    assert trigger["metadata"] == {"timezone": "Asia/Shanghai", "start": "0 22 * * *", "end": "0 6 * * *",
+                                   "desiredReplicas": "3"}
+
+
+def test_pods_know_their_region_for_the_kafka_client_id(chart):
+    env = env_of(render(chart, chart.merge_values(values_for("values-hk.yaml"))))
+    assert env["SIDEPATH_SERVICE_REGION"]["value"] == "hk"
+
+
 def test_keda_refuses_an_offset_policy_it_cannot_mirror(chart):
     with pytest.raises(helm.HelmRenderError) as exc:
         render(chart, values_for("values-hk.yaml", config={"kafka": {"auto_offset_reset": "error"}}))
