@@ -48,6 +48,9 @@ class KafkaConfig:
     ssl_key_password: str = ""       # from SIDEPATH_KAFKA_SSL_KEY_PASSWORD only
     session_timeout_ms: int = 45000
     max_poll_interval_ms: int = 300000
+    #: static group membership (group.instance.id): a restarted pod reclaims its partitions without a
+    #: rebalance if it is back within session_timeout_ms; "" = dynamic membership (the chart sets the pod name)
+    group_instance_id: str = ""
     #: extra librdkafka consumer settings, e.g. {"fetch.max.bytes" = "1048576"}
     consumer: dict[str, str] = field(default_factory=dict)
 
@@ -108,6 +111,8 @@ class EngineConfig:
     pause_after_s: float = 1.0         # at a cap this long: pause the partitions (else just stop taking)
     close_timeout_s: float = 10.0      # leaving the group may take this long at shutdown
     consume_batch: int = 500           # messages per consume() call at most
+    #: a message in flight alone at this many crashes is dead-lettered (docs/reliability.md); 0 = off
+    max_crashes: int = 2
 
 
 @dataclass
@@ -265,7 +270,7 @@ def _validate(cfg: Config) -> None:
     for key in _POSITIVE:
         if flat[key] <= 0:
             raise ConfigError(key, flat[key], "must be greater than 0")
-    for key in ("model.max_wait_ms", "decode.retries", "engine.shutdown_grace_s",
+    for key in ("model.max_wait_ms", "decode.retries", "engine.shutdown_grace_s", "engine.max_crashes",
                 "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")

@@ -603,3 +603,10 @@ def test_dockerfile_copies_only_what_the_dockerignore_lets_in():
         assert (ROOT / src).exists() or src == "README.md", f"COPY {src}: not in the repository"
         assert included(src), f"COPY {src}: excluded by .dockerignore"
     assert not included("tests") and not included("charts") and not included(".git")
+
+
+def test_each_pod_is_a_static_group_member_named_after_itself(chart):
+    """kafka.group_instance_id from the pod name: a restarted container reclaims its partitions
+    without a rebalance (docs/reliability.md)."""
+    env = env_of(render(chart, values_for("values-hk.yaml")))["SIDEPATH_KAFKA_GROUP_INSTANCE_ID"]
+    assert env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
