@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 KILLER = "tests.killer_model:KillerModel"
 MAX_CRASHES = 2
+SESSION_MS = 30000      # above a worker's restart time on a busy 2-core machine (~15 s)
 KILLED = Expect("error", "infer", ("killed while processing this message 2 times", "signal or out of memory"))
 
 
@@ -61,9 +62,23 @@ def _check_crashes(sc: Any, killers: int) -> int:
     kills = sum(1 for sup in sc.supervisors for e in sup.exits if e.code == -signal.SIGKILL)
     assert 1 <= kills <= killers * (MAX_CRASHES + 1), f"{kills} crashes for {killers} killers"
     letters = [d for d in sc.letters() if "killed while processing" in d["error"]]
-    assert len(letters) == killers, letters
+    # a rebalance between a dead letter and its commit may write one twice (at least once, like results)
+    assert len({(d["source"]["partition"], d["source"]["offset"]) for d in letters}) == killers, letters
     assert all(d["stage"] == "infer" for d in letters), letters
     return kills
+
+
+def _settle(sc: Any, timeout: float = 120) -> None:
+    """Wait until every worker's current process has joined the group (its SIGTERM handler is
+    installed by then): a stop that lands in a restart's start-up would end it with -15."""
+    def joined() -> bool:
+        for sup in sc.supervisors:
+            text = sup.log_path.read_text(errors="replace")
+            if not sup.running() or text.rfind('"message": "assigned ') < text.rfind("starting with config"):
+                return False
+        return True
+
+    sc.wait_until(joined, timeout, "every worker to have joined the group")
 
 
 def _clean(sc: Any) -> None:
@@ -81,6 +96,7 @@ def test_killer_messages_are_quarantined_and_the_stream_goes_on(scenario, rel_me
     sc.send(_stream(2000, killers, rel_media.png_b64, "k1"))
     sc.supervise(max_restarts=12, **{"kafka.group_instance_id": "w0"})
     sc.wait_done(timeout=240)
+    _settle(sc)
     sc.stop_all()
     kills = _check_crashes(sc, len(killers))
     sc.verify(restarts=lambda n: n == kills)
@@ -99,6 +115,7 @@ def test_two_workers_quarantine_follows_the_partition(scenario, rel_media):
     sc.supervise(0, max_restarts=12)
     sc.supervise(1, max_restarts=12)
     sc.wait_done(timeout=300)
+    _settle(sc)
     sc.stop_all()
     kills = _check_crashes(sc, len(killers))
     sc.verify(restarts=lambda n: n == kills)
@@ -130,19 +147,20 @@ def _restart_time(scenario: Any, rel_media: Any, *, static: bool) -> tuple[float
     assignment changes worker 1 saw meanwhile."""
     name = f"restart, {'static' if static else 'dynamic'} membership"
     sc = scenario(name, partitions=4, **{"model.options": {"item_ms": 20.0}, "model.max_batch": 4,
-                                        "kafka.session_timeout_ms": 10000, "engine.max_inflight_messages": 32})
+                                        "kafka.session_timeout_ms": SESSION_MS, "engine.max_inflight_messages": 32})
     sc.report = None
     sc.send(_stream(3000, set(), rel_media.png_b64, "r"))
     ids = ({"kafka.group_instance_id": "w0"}, {"kafka.group_instance_id": "w1"}) if static else ({}, {})
     a = sc.supervise(0, **ids[0])
     b = sc.supervise(1, **ids[1])
     sc.wait_until(lambda: _lines(sc, 0) > 50 and _lines(sc, 1) > 50, 120, "both workers busy")
-    time.sleep(1.0)      # let the group settle
+    _settle(sc)
+    time.sleep(2.0)      # let the group settle (a cooperative rebalance has two rounds)
     other_log = sc.tmp / "worker-1.log"
     before = len(re.findall(r"(assigned|revoked) ", other_log.read_text()))
     base = _lines(sc, 0)
     killed_at = a.kill(signal.SIGKILL)
-    took = _first_row_after(sc, 0, base) - killed_at
+    took = _first_row_after(sc, 0, base, timeout=SESSION_MS / 1000 + 90) - killed_at
     time.sleep(1.0)
     changes = len(re.findall(r"(assigned|revoked) ", other_log.read_text())) - before
     a.stop()
@@ -157,4 +175,6 @@ def test_static_membership_restart_resumes_without_a_rebalance(scenario, rel_med
     print(f"\nfirst result after a kill -9 and restart: static {took_static:.1f} s "
           f"(other member: {changes_static} assignment changes), dynamic {took_dynamic:.1f} s "
           f"(other member: {changes_dynamic} assignment changes)")
-    assert changes_static == 0, "the other member saw a rebalance although the restarted member is static"
+    assert changes_static == 0, (f"the other member saw {changes_static} assignment changes although the restarted "
+                                 f"member is static (did the restart take {took_static:.0f} s, longer than the "
+                                 f"{SESSION_MS / 1000:.0f} s session timeout?)")
