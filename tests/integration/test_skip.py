@@ -48,7 +48,8 @@ def test_skip_dead_letters_each_message_and_moves_the_group(tmp_path, kafka_boot
     assert "skipped 4 message(s)" in r.output
     letters = _letters(tmp_path)
     assert [d["source"]["offset"] for d in letters] == [2, 3, 4, 5]
-    assert {d["stage"] for d in letters} == {"skip"} and json.loads(base64.b64decode(letters[0]["value_b64"]))["postid"] == "p2"
+    assert {d["stage"] for d in letters} == {"skip"}
+    assert json.loads(base64.b64decode(letters[0]["value_b64"]))["postid"] == "p2"
     assert group_offsets(kafka_bootstrap, cfg.kafka.group_id)[(topic, 1)][0] == 6      # Kafka's own tool
 
     r = run_cli("--config", config, "skip", "--partition", "1", "--offset", "4", "--yes")
