@@ -234,8 +234,7 @@ class Engine:
                 n = max(1, min(n, self.max_messages - self.stats.taken))
             msgs = self.quarantine.filter(self.consumer.consume(n, self.quarantine.consume_wait_s(0.1)))
             taken = self._take(msgs)
-            if taken:
-                self.quarantine.start(taken)      # marks them durably, then hands them to the decode stage
+            self.quarantine.start(taken)      # marks them durably, then hands them to the decode stage
             self._drain_completions(timeout_s=0.0 if msgs else 0.02)
         self._backpressure()
         if (self._done_since_commit >= self.limits.commit_every

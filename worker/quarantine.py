@@ -108,6 +108,7 @@ class Quarantine:
         self.isolated = 0                             # messages run alone (for the summary)
         self._stages: dict[TP, dict[int, str]] = {}   # the stage each suspect last reached
         self.iso_pending = False                      # filter() handed out a suspect: start() runs it alone
+        self.parked: list[Inflight] = []              # taken, not started: their record did not commit yet
 
     @property
     def active(self) -> bool:
@@ -204,7 +205,7 @@ class Quarantine:
         if self.active:
             if self.engine.inflight:
                 return out
-            self.iso = None
+            self.iso, self.iso_pending = None, False
             while self.suspects:
                 found, m = self._next_suspect()
                 if found is None:
@@ -281,20 +282,17 @@ class Quarantine:
         """Partitions paused for holding too much resume as their backlog drains (``_cap_held``)."""
         self.iso = None
 
-    def before_start(self, taken: list[Inflight]) -> None:
+    def before_start(self, taken: list[Inflight]) -> bool:
         """Make durable that these messages are about to start (a synchronous commit), before they do."""
         if not self.enabled or not taken:
-            return
+            return True
         changed: set[TP] = set()
-        if self.active and self.iso_pending:
-            self.iso_pending = False
+        if self.active and self.iso_pending and len(taken) == 1:
             inf = taken[0]
-            assert len(taken) == 1, "isolation starts one message at a time"
             self.iso = inf
             rec = self.records.setdefault(inf.tp, _Record())
             rec.iso, rec.st = inf.source.offset, "decode" if not self.engine.decode_stage.inline else "infer"
             self._stages.setdefault(inf.tp, {})[inf.source.offset] = rec.st
-            self.isolated += 1
             changed.add(inf.tp)
         else:
             for inf in taken:
@@ -307,13 +305,29 @@ class Quarantine:
             if rec.iso is not None and k not in changed:
                 rec.iso = None
                 changed.add(k)
-        self.commit(changed)
+        return self.commit(changed)
 
     def start(self, taken: list[Inflight]) -> None:
         """Mark ``taken`` durably, then start them.  A suspect runs alone: fetch and decode on this
         thread, so that its stage is on record (``infer`` once decoded) before the model sees it."""
         stage = self.engine.decode_stage
-        self.before_start(taken)
+        if not self.enabled:
+            if taken:
+                stage.submit(taken)
+            return
+        if self.parked:         # their record failed to commit (a rebalance): try again, first
+            inflight = self.engine.inflight
+            taken = [inf for inf in self.parked if inflight.get(inf.source) is inf] + taken
+            self.parked = []
+        if not taken:
+            return
+        if not self.before_start(taken):
+            # never start a message without its record: a killer among them would crash-loop unseen
+            self.parked = taken
+            return
+        if self.iso_pending:
+            self.iso_pending = False
+            self.isolated += 1
         if self.iso is None or taken[0] is not self.iso:
             stage.submit(taken)
             return
@@ -363,8 +377,8 @@ class Quarantine:
         except KafkaException as exc:
             eng.metrics.commit_failures.inc()
             if self._warn.due("commit"):
-                log.warning("quarantine commit failed (%s); the messages start without a crash record",
-                            exc.args[0])
+                log.warning("quarantine commit failed (%s); the messages wait until their crash record "
+                            "is committed", exc.args[0])
             return False
         for tp in tps:
             eng.tracker.mark_committed((tp.topic, tp.partition), tp.offset)
