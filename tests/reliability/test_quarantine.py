@@ -90,6 +90,7 @@ def _clean(sc: Any) -> None:
     assert not dirty, f"suspects left after a clean stop: {dirty}"
 
 
+@pytest.mark.slow           # about 3.5 min on the 2-core test machine: 9 worker restarts of ~12 s each
 def test_killer_messages_are_quarantined_and_the_stream_goes_on(scenario, rel_media):
     """2,000 messages over 4 partitions, 3 of them kill the worker: each killer gets an error row for
     both models and a dead letter with the reason; everything else exactly one result."""
