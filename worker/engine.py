@@ -471,6 +471,7 @@ class Engine:
             self.consumer.pause(self.consumer.assignment())
         except KafkaException:
             pass
+        self.quarantine.drop_parked()
         deadline = time.monotonic() + self.limits.shutdown_grace_s
         while self.inflight and time.monotonic() < deadline and self.fatal is None:
             self._drain_completions(timeout_s=0.05)

@@ -384,6 +384,15 @@ class Quarantine:
             eng.tracker.mark_committed((tp.topic, tp.partition), tp.offset)
         return True
 
+    def drop_parked(self) -> None:
+        """Shutting down: messages that never started are not waited for (they stay uncommitted)."""
+        inflight = self.engine.inflight
+        for inf in self.parked:
+            if inflight.get(inf.source) is inf:
+                del inflight[inf.source]
+                self.engine._release(inf)
+        self.parked = []
+
     def close(self) -> None:
         """Clean shutdown: no ``hi``, no ``iso`` (an unfinished suspect range is kept)."""
         if not self.enabled:
