@@ -268,9 +268,11 @@ def dev_kafka_tool(name: str, args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     from sidepath.worker.cli_jobs import backfill, drain
+    from sidepath.worker.cli_skip import skip
 
     cli.add_command(backfill)
     cli.add_command(drain)
+    cli.add_command(skip)
     try:
         from sidepath.worker.cli_models import model
     except ImportError:   # pragma: no cover - the model tools are optional

@@ -57,6 +57,9 @@ class KafkaConfig:
     client_id: str = ""
     #: librdkafka statistics every this many ms (broker throttle time as a metric); 0 = off
     statistics_interval_ms: int = 5000
+    #: static group membership (group.instance.id): a restarted pod reclaims its partitions without a
+    #: rebalance if it is back within session_timeout_ms; "" = dynamic membership (the chart sets the pod name)
+    group_instance_id: str = ""
     #: extra librdkafka consumer settings, e.g. {"fetch.max.bytes" = "1048576"}
     consumer: dict[str, str] = field(default_factory=dict)
 
@@ -125,6 +128,8 @@ class EngineConfig:
     max_bytes_per_s: float = 0.0
     #: consume only inside these daily windows, e.g. ["22:00-06:00 Asia/Shanghai"]; [] = always
     run_window: list[str] = field(default_factory=list)
+    #: a message in flight alone at this many crashes is dead-lettered (docs/reliability.md); 0 = off
+    max_crashes: int = 2
 
 
 @dataclass
@@ -317,6 +322,7 @@ def _validate(cfg: Config) -> None:
         if flat[key] <= 0:
             raise ConfigError(key, flat[key], "must be greater than 0")
     for key in ("model.max_wait_ms", "decode.retries", "decode.threads", "engine.shutdown_grace_s",
+                "engine.max_crashes",
                 "deploy.init_delay_seconds", "deploy.replicas.hk", "deploy.replicas.eu", "deploy.replicas.na"):
         if flat[key] < 0:
             raise ConfigError(key, flat[key], "must be 0 or more")

@@ -36,6 +36,7 @@ from sidepath.worker.lag import commit_metadata
 from sidepath.worker.metrics import Metrics
 from sidepath.worker.offsets import TP, OffsetTracker
 from sidepath.worker.pacing import Pacer
+from sidepath.worker.quarantine import Quarantine
 from sidepath.worker.request import parse_request
 from sidepath.worker.stages import DecodeStage, Failures
 
@@ -94,6 +95,8 @@ class Engine:
         self.assigned_once = False
         self.closing = False
         self.stats = _Stats()
+        # crash quarantine (worker/quarantine.py); not with exactly-once, whose offsets move only in transactions
+        self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if held is None else 0)
 
     # ---- called from other threads -------------------------------------------------
     def request_stop(self) -> None:
@@ -118,8 +121,10 @@ class Engine:
         self.stats.rebalances += 1
         self.metrics.rebalances.labels("assign").inc()
         committed: dict[TP, int | None] = {}
+        committed_tps: list[TopicPartition] = []
         try:
-            committed = self.committed_offsets([(p.topic, p.partition) for p in partitions])
+            committed_tps = self._committed_tps([(p.topic, p.partition) for p in partitions])
+            committed = {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in committed_tps}
         except KafkaException as exc:
             log.warning("could not read committed offsets on assignment: %s", exc)
         for p in partitions:
@@ -144,6 +149,7 @@ class Engine:
             consumer.pause(partitions)   # re-apply backpressure to new partitions
         self.assigned_once = True
         log.info("assigned %s", _names(partitions))
+        self.quarantine.assigned(committed_tps)
 
     def _apply_start(self, partitions: list[TopicPartition]) -> None:
         if self.start == "beginning":
@@ -165,9 +171,12 @@ class Engine:
         # while shutting down the grace period has been spent already: commit what is done, no more waiting
         budget = 0.0 if self.closing else self.limits.revoke_budget_s
         deadline = time.monotonic() + budget
-        while any(self.tracker.pending(k) for k in keys) and time.monotonic() < deadline and self.fatal is None:
+        q = self.quarantine
+        while any(self.tracker.pending(k) - q.held_count(k) for k in keys) and time.monotonic() < deadline \
+                and self.fatal is None:
             self._drain_completions(timeout_s=0.05)
         self._commit(asynchronous=False, only=keys)
+        q.revoked(keys)         # the suspect range (if any) stays in the metadata for the next owner
         dropped = sum(self.tracker.revoke(k) for k in keys)
         if self.held is not None:
             dropped += self.held.drop(keys)     # done but not committed: the next owner redoes them
@@ -190,6 +199,7 @@ class Engine:
         consumer.incremental_unassign(partitions)
 
     def _forget(self, keys: list[TP]) -> None:
+        self.quarantine.forget(keys)
         if self.health is not None:
             self.health.forget(keys)
         for k in keys:
@@ -227,12 +237,11 @@ class Engine:
                 n = max(1, min(n, self.max_messages - self.stats.taken))
             if self.pacer is not None:
                 n = self.pacer.room(n)
-            msgs = self.consumer.consume(n, 0.1)
+            msgs = self.quarantine.filter(self.consumer.consume(n, self.quarantine.consume_wait_s(0.1)))
             if self.pacer is not None and msgs:
                 self.pacer.charge(len(msgs), sum(len(m) for m in msgs))
             taken = self._take(msgs)
-            if taken:
-                self.decode_stage.submit(taken)
+            self.quarantine.start(taken)      # marks them durably, then hands them to the decode stage
             self._drain_completions(timeout_s=0.0 if msgs else 0.02)
         self._backpressure()
         if (self._done_since_commit >= self.limits.commit_every
@@ -395,8 +404,13 @@ class Engine:
 
     def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets (raises KafkaException when the broker cannot say)."""
-        parts = self.consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
+        parts = self._committed_tps(keys)
         return {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in parts}
+
+    def _committed_tps(self, keys: list[TP]) -> list[TopicPartition]:
+        """The group's committed offsets with their metadata."""
+        result: list[TopicPartition] = self.consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=10)
+        return result
 
     def _positions(self, keys: list[TP]) -> dict[TP, int]:
         try:
@@ -429,7 +443,8 @@ class Engine:
                 self.metrics.commit_failures.inc()
                 return
         else:
-            tps = [TopicPartition(t, p, o, metadata=meta) for (t, p), o in offsets.items()]
+            tps = [TopicPartition(t, p, o, metadata=self.quarantine.metadata((t, p), meta))
+                   for (t, p), o in offsets.items()]
             try:
                 self.consumer.commit(offsets=tps, asynchronous=asynchronous)
             except KafkaException as exc:
@@ -454,7 +469,7 @@ class Engine:
     def _finished(self) -> bool:
         if self.max_messages and self.stats.taken >= self.max_messages and not self.inflight:
             return True
-        if not self.until_end or not self.assigned_once or self.inflight:
+        if not self.until_end or not self.assigned_once or self.inflight or self.quarantine.busy:
             return False
         keys = self.tracker.partitions()
         pos = self._positions(keys)
@@ -474,6 +489,7 @@ class Engine:
             self.consumer.pause(self.consumer.assignment())
         except KafkaException:
             pass
+        self.quarantine.drop_parked()
         deadline = time.monotonic() + self.limits.shutdown_grace_s
         while self.inflight and time.monotonic() < deadline and self.fatal is None:
             self._drain_completions(timeout_s=0.05)
@@ -486,6 +502,7 @@ class Engine:
             if self.held is None or not self.held.messages or not self.tracker.committable():
                 break
             self._commit(asynchronous=False)
+        self.quarantine.close()     # a clean stop leaves no suspects
         self._close_consumer()
 
     def _close_consumer(self) -> None:
@@ -512,6 +529,7 @@ class Engine:
         s = self.stats
         return {"taken": s.taken, "done": s.done, "errors": s.errors, "commits": s.commits,
                 "rebalances": s.rebalances, "unfinished": len(self.inflight),
+                "isolated": self.quarantine.isolated,
                 "busy_s": round(s.last_done - s.first_take, 3) if s.first_take and s.last_done else None,
                 "fatal": None if self.fatal is None else str(self.fatal)}
 

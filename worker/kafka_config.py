@@ -56,6 +56,8 @@ def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
         **k.consumer,
         **extra,
     }
+    if k.group_instance_id:
+        conf["group.instance.id"] = k.group_instance_id
     # cooperative rebalancing is what the engine's incremental assign/unassign relies on
     conf["partition.assignment.strategy"] = "cooperative-sticky"
     return conf

@@ -86,6 +86,18 @@ class OffsetTracker:
         part = self._parts.get(tp)
         return part.low() if part else None
 
+    def safe_offset(self, tp: TP) -> int | None:
+        """An offset that may be committed now, even if not ahead of the last commit: the lowest
+        pending one, else the highest taken + 1 or the last commit; None when nothing is known."""
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        low = part.low()
+        if low is not None:
+            return low
+        known = [x for x in (part.committed, part.next_offset) if x is not None]
+        return max(known) if known else None
+
     def partitions(self) -> list[TP]:
         return list(self._parts)
 

@@ -821,3 +821,10 @@ def test_the_health_port_binds_the_pod_ip_unless_configured(chart):
                                             "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     own = env_of(render(chart, values_for("values-hk.yaml", config={"metrics": {"host": "0.0.0.0"}})))
     assert "SIDEPATH_METRICS_HOST" not in own
+
+
+def test_each_pod_is_a_static_group_member_named_after_itself(chart):
+    """kafka.group_instance_id from the pod name: a restarted container reclaims its partitions
+    without a rebalance (docs/reliability.md)."""
+    env = env_of(render(chart, values_for("values-hk.yaml")))["SIDEPATH_KAFKA_GROUP_INSTANCE_ID"]
+    assert env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}

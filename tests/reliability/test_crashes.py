@@ -59,6 +59,8 @@ def test_sigterm_with_a_full_pipeline_exits_0_and_the_restart_leaves_no_gap(scen
     sc.wait_done()
     sc.stop_all()
     assert [e.code for e in again.exits] == [0]
+    # a clean stop leaves no crash suspects: the restart ran at full speed, nothing one at a time
+    assert "one at a time" not in again.log_tail(10**7) and "'isolated': 0" in again.log_tail(10**7)
     sc.verify(notes=f"SIGTERM with up to 400 in flight; {unfinished.group(1)} left uncommitted at the end of "
                     f"the {grace_s:.0f} s grace, exit 0 after {stop_s:.1f} s; recovery = signal to the restart's "
                     "first result")
