@@ -289,7 +289,9 @@ class _LiveLagReader:
     def __init__(self, conf: dict[str, Any], topic: str) -> None:
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer(conf)
+        from sidepath.worker.logs import librdkafka_logging
+
+        self.consumer = Consumer({**librdkafka_logging(), **conf})
         self.topic = topic
         self.tps: list[Any] = []
 

@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from sidepath.worker.devkafka import kafka_tool
 from sidepath.worker.kafka_config import client_id
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic
 from tests.worker_util import ThreadWorker, jsonl_results, worker_config
 
@@ -31,7 +32,8 @@ def test_worker_throttled_by_a_broker_quota_keeps_working(tmp_path, kafka_bootst
     n = 500
     # small record batches: a fetch answer holds whole batches, and one larger than the quota allows
     # would be refused (an empty answer plus throttle time) again and again
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "batch.size": 16384, "linger.ms": 1})
+    producer = Producer({**librdkafka_logging(), "bootstrap.servers": kafka_bootstrap,
+                         "batch.size": 16384, "linger.ms": 1})
     for i in range(n):
         producer.produce(topic, json.dumps({"postid": f"q{i}", **PAYLOAD, "pad": "x" * 1000}).encode())
     assert producer.flush(30) == 0

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -81,11 +82,21 @@ def test_unreachable_broker_is_said_once_with_the_fix_not_once_per_reconnect(tmp
            "SIDEPATH_SINKS_URLS": f"file://{tmp_path}/r.jsonl", "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"}
     p = subprocess.Popen([sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "run"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    reader.start()
     try:
-        time.sleep(8)                       # librdkafka retries the connection many times meanwhile
+        # start-up (torch import, model load) may take long on a loaded machine: wait for the first
+        # warning, then give librdkafka time to retry the connection many times
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any('"WARNING"' in line for line in lines):
+            time.sleep(0.2)
+        time.sleep(8)
     finally:
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=60)
+        err = p.communicate(timeout=60)[1]
+        reader.join(10)
+        out = "".join(lines)
     warnings = [json.loads(line)["message"] for line in out.splitlines()
                 if line.startswith("{") and json.loads(line)["level"] == "WARNING"]
     assert p.returncode == 0, err[-2000:]

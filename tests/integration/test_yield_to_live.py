@@ -10,6 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, jsonl_results, wait_for, worker_config
 
@@ -23,7 +24,8 @@ class ReviewFlow:
 
     def __init__(self, bootstrap: str, topic: str, group: str) -> None:
         self.topic, self.group = topic, group
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+        self.consumer = Consumer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "group.id": group,
+                                  "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest"})
         md = self.consumer.list_topics(topic, timeout=10).topics[topic]
         self.consumer.assign([TopicPartition(topic, p, 0) for p in md.partitions])
