@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import worker_config, write_config_file
 
@@ -21,7 +22,8 @@ def _setup(tmp_path, bootstrap):
     produce(bootstrap, topic, [{"postid": f"p{i}", "uid": "u", "seqid": i, "data": "eA=="} for i in range(10)],
             partition=1)
     cfg = worker_config(tmp_path, bootstrap, topic)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": cfg.kafka.group_id, "enable.auto.commit": False})
+    c = Consumer({**librdkafka_logging(), "bootstrap.servers": bootstrap, "group.id": cfg.kafka.group_id,
+                  "enable.auto.commit": False})
     c.commit(offsets=[TopicPartition(topic, 1, 2)], asynchronous=False)
     c.close()
     return topic, cfg, str(write_config_file(tmp_path / "sidepath.toml", cfg))
@@ -60,7 +62,7 @@ def test_skip_dead_letters_each_message_and_moves_the_group(tmp_path, kafka_boot
 
 def test_skip_refuses_while_the_group_has_a_live_member(tmp_path, kafka_bootstrap, run_cli):
     topic, cfg, config = _setup(tmp_path, kafka_bootstrap)
-    member = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": cfg.kafka.group_id,
+    member = Consumer({**librdkafka_logging(), "bootstrap.servers": kafka_bootstrap, "group.id": cfg.kafka.group_id,
                        "enable.auto.commit": False, "partition.assignment.strategy": "cooperative-sticky"})
     member.subscribe([topic])
     try:

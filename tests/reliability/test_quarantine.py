@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from sidepath.worker.logs import librdkafka_logging
 from sidepath.worker.quarantine import parse_record
 from tests.fixtures.media import make_image
 from tests.reliability.scenario import OK, Expect, Item
@@ -42,7 +43,8 @@ def _stream(n: int, killers: set[int], png_b64: str, tag: str) -> list[Item]:
 
 def _records(sc: Any) -> dict[int, tuple[int, Any]]:
     """The committed offset and the quarantine record (from its metadata) of each partition."""
-    c = Consumer({"bootstrap.servers": sc.bootstrap, "group.id": sc.group, "enable.auto.commit": False})
+    c = Consumer({**librdkafka_logging(), "bootstrap.servers": sc.bootstrap, "group.id": sc.group,
+                  "enable.auto.commit": False})
     try:
         tps = c.committed([TopicPartition(sc.topic, p) for p in range(sc.partitions)], timeout=10)
     finally:
