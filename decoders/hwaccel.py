@@ -100,7 +100,7 @@ def nvdec_problem(index: int | None = None) -> str | None:
     try:
         import torch
     except ImportError:
-        torch = None  # type: ignore[assignment]
+        torch = None
     if torch is not None:
         if not torch.cuda.is_available():
             return f"no CUDA device is visible (CUDA_VISIBLE_DEVICES={_visible()})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ def frame_set_distance(a: Sequence[str], b: Sequence[str]) -> float:
 class FingerprintModel(FrameModel):
     name = "fingerprint"
     version = "1"
-    options: dict[str, tuple[Any, str]] = {}
+    options: ClassVar[dict[str, tuple[Any, str]]] = {}
     half_ok = False                      # thresholded outputs: always fp32
     input_size = (_SIDE, _SIDE)
     resize_mode = "stretch"              # the hash looks at the whole frame, aspect ignored

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase
@@ -17,7 +17,7 @@ class RecordModel(ModelBase):
     version = "1"
     input_kind = "record"
     batch_unit = "clip"
-    options: dict[str, tuple[Any, str]] = {}
+    options: ClassVar[dict[str, tuple[Any, str]]] = {}
 
     def decode_spec(self) -> DecodeSpec:
         return DecodeSpec(frames=False, audio=False)

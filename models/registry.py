@@ -40,7 +40,7 @@ def _check(cls: Any, origin: str) -> type:
     return cls
 
 
-def available_models(eps: Iterable[EntryPoint] | None = None) -> dict[str, type]:
+def available_models(eps: Iterable[EntryPoint] | None = None) -> dict[str, type[Any]]:
     """Installed models by name; broken entry points are logged and left out."""
     found: dict[str, type] = {}
     for ep in _entry_points() if eps is None else eps:
@@ -91,4 +91,4 @@ def create_model(name: str, *, max_batch: int = 32, precision: str = "auto",
                           "precision= and its options as keyword arguments (subclass ModelBase)") from None
     if batch_tuning is not None:
         model.batch_tuning = batch_tuning      # an attribute, so model classes need not take it
-    return model  # type: ignore[no-any-return]
+    return model

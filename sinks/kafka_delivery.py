@@ -125,7 +125,8 @@ class BatchProducer:
         d = Delivery()
         while True:
             try:
-                self._producer.produce(self.topic, m.value, m.key, headers=m.headers, on_delivery=d.report)
+                self._producer.produce(self.topic, m.value, m.key, headers=m.headers,  # type: ignore[arg-type]  # bytes values: a list is invariant
+                                       on_delivery=d.report)
                 return d
             except BufferError:                # local queue full: serve reports to drain it
                 self._producer.poll(0.1)

@@ -237,7 +237,8 @@ class TransactionalResults:
     def _produce(p: Producer, topic: str, m: OutMessage, d: Delivery) -> None:
         while True:
             try:
-                p.produce(topic, m.value, m.key, headers=m.headers, on_delivery=d.report)
+                p.produce(topic, m.value, m.key, headers=m.headers,  # type: ignore[arg-type]  # bytes values: a list is invariant
+                          on_delivery=d.report)
                 return
             except BufferError:             # local queue full: serve reports to drain it
                 p.poll(0.1)

@@ -55,7 +55,7 @@ _BUILTIN_DEAD_LETTER = {
 
 def _load_path(path: str) -> Callable[[str], Any]:
     module, _, attr = path.partition(":")
-    return getattr(import_module(module), attr)  # type: ignore[no-any-return]
+    return getattr(import_module(module), attr)
 
 
 def _factories(group: str, builtin: dict[str, str]) -> dict[str, Callable[[], Callable[[str], Any]]]:

@@ -181,7 +181,7 @@ class _Checkpoint:
         if path and path.exists():
             for line in path.read_text().splitlines():
                 try:
-                    self.keys.add(tuple(json.loads(line)))  # type: ignore[arg-type]
+                    self.keys.add(tuple(json.loads(line)))
                 except (ValueError, TypeError):
                     continue   # a torn last line after a crash
         self.fh = path.open("a") if path else None

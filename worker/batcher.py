@@ -14,7 +14,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Batcher", "Chunk", "STOP"]
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 STOP = object()   # put on the queue to end the runner
 
 
-class Chunk(list):  # type: ignore[type-arg]
+class Chunk(list):
     """Items handed over together with their units counted: a batch with room for all of them
     takes the chunk whole (one step per chunk, not per item); otherwise it is unpacked."""
 
@@ -34,7 +34,7 @@ class Chunk(list):  # type: ignore[type-arg]
 
 
 class Batcher(Generic[T]):
-    def __init__(self, q: queue.Queue[object], *, max_units: int, max_wait_s: float,
+    def __init__(self, q: queue.Queue[Any] | queue.SimpleQueue[Any], *, max_units: int, max_wait_s: float,
                  units: Callable[[T], int]) -> None:
         self.q, self.max_units, self.max_wait_s, self.units = q, max_units, max_wait_s, units
         self._pending: deque[object] = deque()     # taken from the queue, not batched yet

@@ -62,7 +62,7 @@ class _Stats:
 
 class Engine:
     def __init__(self, consumer: Consumer, *, topic: str, group: str, models: Sequence[Model],
-                 decode_stage: DecodeStage, failures: Failures, completions: queue.Queue[Completion],
+                 decode_stage: DecodeStage, failures: Failures, completions: queue.SimpleQueue[list[Completion]],
                  metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
@@ -446,7 +446,10 @@ class Engine:
             tps = [TopicPartition(t, p, o, metadata=self.quarantine.metadata((t, p), meta))
                    for (t, p), o in offsets.items()]
             try:
-                self.consumer.commit(offsets=tps, asynchronous=asynchronous)
+                if asynchronous:
+                    self.consumer.commit(offsets=tps, asynchronous=True)
+                else:
+                    self.consumer.commit(offsets=tps, asynchronous=False)
             except KafkaException as exc:
                 self.metrics.commit_failures.inc()
                 log.warning("commit failed (will retry): %s", exc.args[0])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from sidepath.sinks.base import SourceRef
 from sidepath.worker.lag import partition_lag
 from sidepath.worker.metrics import Metrics
 
@@ -114,7 +115,7 @@ class Health:
                 self.metrics.committed.labels(*labels).set(c)
             self.metrics.lag.labels(*labels).set(lag)
             low = engine.tracker.lowest_pending(k)
-            inf = engine.inflight.get((k[0], k[1], low)) if low is not None else None
+            inf = engine.inflight.get(SourceRef(k[0], k[1], low)) if low is not None else None
             self.metrics.oldest_unfinished_age.labels(*labels).set(
                 time.monotonic() - inf.t0 if inf is not None else 0)
             if on_purpose:

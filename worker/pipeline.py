@@ -18,7 +18,7 @@ from sidepath.worker.config import Config, mask_url
 from sidepath.worker.cpus import decode_threads
 from sidepath.worker.errors import ConfigError
 from sidepath.worker.gc_tuning import settle_after_startup
-from sidepath.worker.inflight import Inflight
+from sidepath.worker.inflight import Completion, Inflight
 from sidepath.worker.metrics import Metrics
 from sidepath.worker.stages import STOP, DecodeStage, Failures, ModelRunner, SinkWriter
 
@@ -99,7 +99,7 @@ class Pipeline:
 
         # SimpleQueue: the C implementation; these hand-offs run once per message
         self.out_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.completions: queue.SimpleQueue[list[Completion]] = queue.SimpleQueue()
         self.failures = Failures(self.models, self.out_q, metrics, group)
         self.model_queues: dict[str, queue.SimpleQueue[Any]] = {m.name: queue.SimpleQueue() for m in self.models}
         self.runners = [

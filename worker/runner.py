@@ -46,7 +46,11 @@ def _install_signals(engine: Engine, grace_s: float) -> None:
                  signal.Signals(signum).name, grace_s)
         engine.request_stop()
         # a hung close must not keep the pod past its grace period
-        t = threading.Timer(grace_s + 15, lambda: (log.error("shutdown hung; exiting"), os._exit(1)))
+        def hung() -> None:
+            log.error("shutdown hung; exiting")
+            os._exit(1)
+
+        t = threading.Timer(grace_s + 15, hung)
         t.daemon = True
         t.start()
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -94,7 +95,8 @@ def _read(cfg: Config, plan: SkipPlan, timeout_s: float = 60) -> list[DeadLetter
                 if off > plan.last:
                     return letters
                 ts_type, ts = m.timestamp()
-                letters.append(DeadLetter(m.key(), m.value(), tuple(m.headers() or ()), ts if ts_type else None,
+                headers: Any = m.headers() or ()            # a list of (str, bytes) from a consumer
+                letters.append(DeadLetter(m.key(), m.value(), tuple(headers), ts if ts_type else None,
                                           SourceRef(plan.topic, plan.partition, off), plan.group, "skip",
                                           "Skipped", REASON, 0, ""))
                 if off == plan.last:

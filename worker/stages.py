@@ -11,6 +11,7 @@ both are durable.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -51,7 +52,7 @@ def _one_line(exc: BaseException) -> str:
 class Failures:
     """Turns one message's failure into error results (one per model) and a dead letter."""
 
-    def __init__(self, models: Sequence[Model], out: queue.Queue[Any], metrics: Metrics, group: str) -> None:
+    def __init__(self, models: Sequence[Model], out: queue.SimpleQueue[Any], metrics: Metrics, group: str) -> None:
         self.models, self.out, self.metrics, self.group = models, out, metrics, group
 
     def fail(self, inf: Inflight, stage: str, exc: BaseException, models: Sequence[Model] | None = None) -> None:
@@ -77,7 +78,7 @@ class DecodeStage:
     """
 
     def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Any],
-                 threads: int, model_queues: dict[str, queue.Queue[Any]], failures: Failures,
+                 threads: int, model_queues: dict[str, queue.SimpleQueue[Any]], failures: Failures,
                  metrics: Metrics, add_bytes: Callable[[Inflight, int], None]) -> None:
         self.models, self.spec, self.decode = models, spec, decode
         self.model_queues, self.failures, self.metrics, self.add_bytes = model_queues, failures, metrics, add_bytes
@@ -177,7 +178,7 @@ def _is_fatal_device_error(exc: BaseException) -> bool:
 class ModelRunner(threading.Thread):
     """Batches Work for one model instance and runs it; isolates items that fail."""
 
-    def __init__(self, model: Model, q: queue.Queue[Any], out: queue.Queue[Any], *, max_wait_s: float,
+    def __init__(self, model: Model, q: queue.SimpleQueue[Any], out: queue.SimpleQueue[Any], *, max_wait_s: float,
                  failures: Failures, metrics: Metrics, on_fatal: Callable[[BaseException], None],
                  name: str) -> None:
         super().__init__(name=name, daemon=True)
@@ -260,8 +261,8 @@ def _empty_cache() -> None:
 class SinkWriter(threading.Thread):
     """Writes results to every sink and dead letters to the DLQ, then reports completions."""
 
-    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: queue.Queue[Any],
-                 completions: queue.Queue[Completion], *, batch_size: int, batch_wait_s: float,
+    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: queue.SimpleQueue[Any],
+                 completions: queue.SimpleQueue[list[Completion]], *, batch_size: int, batch_wait_s: float,
                  retry_deadline_s: float, metrics: Metrics, group: str,
                  on_fatal: Callable[[BaseException], None]) -> None:
         super().__init__(name="sink-writer", daemon=True)
@@ -325,7 +326,7 @@ class SinkWriter(threading.Thread):
                 with attempt:
                     return fn()
         except RetryError as exc:
-            last = exc.last_attempt.exception()
+            last = exc.last_attempt.exception() or exc
             raise FatalError(f"{what} still failing after {self.retry_deadline_s:.0f} s: {_one_line(last)}; "
                              "offsets behind these results are not committed") from last
         finally:
@@ -338,7 +339,7 @@ class SinkWriter(threading.Thread):
         by_result: dict[int, Completion] = {}
         final: dict[int, Result] = {}            # id(result) -> the stand-in that replaced it
         for sink in self.sinks:
-            rejected = self._retrying(f"sink {sink.url}", lambda s=sink: s.write(results)) or ()
+            rejected = self._retrying(f"sink {sink.url}", functools.partial(sink.write, results)) or ()
             if rejected and not by_result:
                 by_result = {id(o.result): o for o in batch}
             stand_ins = []
@@ -355,7 +356,7 @@ class SinkWriter(threading.Thread):
             if stand_ins:
                 # every input keeps its row: an error result without the values the sink refused (a NUL in
                 # an extra field, say); if even that is refused (a NUL in the key) the dead letter stays alone
-                self._retrying(f"sink {sink.url}", lambda s=sink, rows=stand_ins: s.write(rows))
+                self._retrying(f"sink {sink.url}", functools.partial(sink.write, stand_ins))
         if letters:
             self._retrying(f"dead-letter sink {self.dlq.url}", lambda: self.dlq.write_letters(letters))
             for letter in letters:
