@@ -31,8 +31,8 @@ from sidepath.worker.errors import ConfigError, ModelError
 
 from .base import ModelBase
 from .tempo_beats import dp_beats
-from .tempo_learned import decode
 from .tempo_gate import confidence, peak_db, periodicity_at, sharpness
+from .tempo_learned import decode
 from .tempo_masked import frame_mask, masked_std
 from .tempo_net import FEATURES, WEIGHTS, feature_mel, load_net, log_mel
 from .tempo_onset import OnsetConfig, mel_filterbank, onset_envelope
@@ -151,7 +151,8 @@ class TempoModel(ModelBase):
             return results
         feat, valid = feat[keep], valid[keep].to(feat.device)
         mask = frame_mask(valid, feat.shape[-1])
-        act = torch.sigmoid(self._net(feat, mask)) * mask[:, None, :]
+        with _no_tf32(feat.device):
+            act = torch.sigmoid(self._net(feat, mask)) * mask[:, None, :]
         dec = decode(act[:, 0], act[:, 1], valid, fps, self.period_cfg)
         cands = _candidates(dec.grid_bpm, dec.salience)
         gate = self.min_confidence if threshold is None else threshold
@@ -160,7 +161,9 @@ class TempoModel(ModelBase):
             results[b]["confidence"] = conf
             if conf < gate or dec.beats[j].size < 2:
                 continue
-            bpm = round(60.0 * fps / float(dec.period[j]), 2)
+            # the tempo of the beats themselves (their median interval), as the scores define it;
+            # the tempogram's period only seeded the beat tracker
+            bpm = round(60.0 * fps / float(np.median(np.diff(dec.beats[j]))), 2)
             ranked = [(bpm, cands[j][0][1] if cands[j] else 1.0)] + cands[j][1:]
             results[b].update(bpm=bpm, beats=np.round(dec.beats[j] / fps, 3).tolist(),
                               downbeats=np.round(dec.downbeats[j] / fps, 3).tolist(),
@@ -196,6 +199,16 @@ class TempoModel(ModelBase):
             results[b].update(bpm=bpm, beats=times.tolist(),
                               candidates=[{"bpm": round(x, 2), "salience": s} for x, s in ranked])
         return results
+
+
+def _no_tf32(device: torch.device) -> Any:
+    """cuDNN may run fp32 convolutions in TF32 on a GPU: keep them fp32, so the GPU computes what the CPU does."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    b = torch.backends.cudnn
+    return b.flags(enabled=b.enabled, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=False)
 
 
 def _stored_threshold() -> float:

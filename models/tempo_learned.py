@@ -46,7 +46,7 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
            cfg: PeriodConfig) -> Decoded:
     """``beat_act``, ``down_act`` (B, T) activations, zero past ``valid`` (B,) frames."""
     mask = frame_mask(valid, beat_act.shape[-1])
-    tg = tempogram(beat_act, valid, int(round(cfg.window_s * fps)), smooth=cfg.smooth_frames)
+    tg = tempogram(beat_act, valid, round(cfg.window_s * fps), smooth=cfg.smooth_frames)
     period, grid_bpm, salience = pick_period(tg.mean, fps, cfg)
     per_frame = local_periods(tg, period, beat_act.shape[-1], cfg)
     frames = dp_beats(beat_act, valid, per_frame, TIGHTNESS)
@@ -89,7 +89,7 @@ def _downbeats(down: np.ndarray, frames: np.ndarray, refined: np.ndarray) -> np.
     for meter in METERS:
         for phase in range(min(meter, frames.size)):
             score = float(values[phase::meter].mean())
-            # a longer bar must earn its place: 4/4 explains 2/4's downbeats too
+            # strictly better only: on a tie the shorter bar (tried first) stays
             if score > best + 1e-3:
                 best, choice = score, (meter, phase)
     if best < DOWNBEAT_MIN:

@@ -26,7 +26,7 @@ from torch import nn
 from .tempo_masked import frame_mask, masked_max
 from .tempo_onset import OnsetConfig, mel_filterbank
 
-__all__ = ["NetConfig", "BeatTCN", "FEATURES", "log_mel", "load_net", "save_net", "WEIGHTS"]
+__all__ = ["FEATURES", "WEIGHTS", "BeatTCN", "NetConfig", "load_net", "log_mel", "save_net"]
 
 #: 50 frames/s at 22,050 Hz: 20 ms frames, the resolution of BeatNet; a 46 ms window
 FEATURES = OnsetConfig(sample_rate=22050, n_fft=1024, hop=441, n_mels=64, fmin_hz=30.0, fmax_hz=11025.0,

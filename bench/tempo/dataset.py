@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus, kits, render
-from .styles import Arrangement, Part
+from .styles import Arrangement
 from .styles_extra import ALL_STYLES
 from .tempo_map import TempoMap
 
-__all__ = ["Recipe", "Item", "recipes", "build", "TRAIN_FONTS", "TEST_FONT", "TRAIN_KITS", "TEST_KITS"]
+__all__ = ["TEST_FONT", "TEST_KITS", "TRAIN_FONTS", "TRAIN_KITS", "Item", "Recipe", "build", "recipes"]
 
 SR = render.SAMPLE_RATE
 TRAIN_FONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -200,7 +200,7 @@ def _render_parts(arr: Arrangement, tempo: TempoMap, recipe: Recipe, rng: np.ran
 
 def _music(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     base = str(rng.choice(CHANGING)) if recipe.style in ("ramp", "step") else recipe.style
-    builder, (_lo, hi) = ALL_STYLES[base]
+    builder = ALL_STYLES[base][0]
     lead_in = float(rng.uniform(0.0, 4.0))
     total = lead_in + recipe.duration_s + 2.0
     bars = int(np.ceil(total * 210.0 / 60.0 / 2.0)) + 2
@@ -268,9 +268,12 @@ def _blupi(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     shift = float(onsets[0])
     beats = pm.get_beats() + shift - t0
     downs = pm.get_downbeats() + shift - t0
-    keep = lambda x: x[(x >= 0) & (x < recipe.duration_s)]  # noqa: E731
     bpm = 60.0 / float(np.median(np.diff(beats)))
-    return audio, keep(beats), keep(downs), f"planetblupi {Path(recipe.source).stem} at {t0:.1f} s, {bpm:.1f} BPM"
+    return audio, _within(beats, recipe.duration_s), _within(downs, recipe.duration_s), f"planetblupi {Path(recipe.source).stem} at {t0:.1f} s, {bpm:.1f} BPM"
+
+
+def _within(times: np.ndarray, duration_s: float) -> np.ndarray:
+    return times[(times >= 0) & (times < duration_s)]
 
 
 def _fluidsynth(pm: object, font: str) -> np.ndarray:
@@ -295,8 +298,7 @@ def _h2song(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     audio = kits.render_hits(kit, hits, n, rng)
     times = np.arange(0.0, song.total_beats) * spb - recipe.start_s
     bars = np.array(song.bar_beats) * spb - recipe.start_s
-    keep = lambda x: x[(x >= 0) & (x < recipe.duration_s)]  # noqa: E731
-    return audio, keep(times), keep(bars), f"hydrogen {Path(recipe.source).stem} ({song.kit}) {song.bpm:.0f} BPM"
+    return audio, _within(times, recipe.duration_s), _within(bars, recipe.duration_s), f"hydrogen {Path(recipe.source).stem} ({song.kit}) {song.bpm:.0f} BPM"
 
 
 def _augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -16,13 +16,13 @@ import sys
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
+import click
+import numpy as np
 
-from bench.report import write_block  # noqa: E402
+from bench.report import write_block
 
-from . import dataset, score, trackers  # noqa: E402
-from .train import load_split  # noqa: E402
+from . import dataset, score, trackers
+from .train import load_split
 
 __all__ = ["main"]
 
@@ -64,7 +64,7 @@ def _interleaved(tracks: dict[str, trackers.Tracker], items: list[dataset.Item],
 
 def _row(name: str, s: score.Summary, per17: float | None = None) -> str:
     gated = s.music_without_beats / max(s.music_clips, 1)
-    timing = f" {s.ms_per_clip:.1f} / {per17:.1f} |" if per17 is not None else " |"
+    timing = f" {s.ms_per_clip:.1f} / {per17:.1f} |" if per17 is not None else ""
     return (f"| {name} | {s.f_measure:.3f} | {s.cmlt:.3f} | {s.amlt:.3f} | {s.acc1:.3f} | {s.acc2:.3f} | "
             f"{s.median_bias_ms:+.1f} ms | {s.music_without_beats}/{s.music_clips} ({gated:.0%}) | "
             f"{s.negatives_with_beats}/{s.negative_clips} |{timing}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .render import SAMPLE_RATE
 
-__all__ = ["KIT_ROOT", "SONG_ROOT", "Kit", "load_kit", "kit_names", "gm_map", "render_hits", "h2song"]
+__all__ = ["KIT_ROOT", "SONG_ROOT", "Kit", "gm_map", "h2song", "kit_names", "load_kit", "render_hits"]
 
 KIT_ROOT = Path("/usr/share/hydrogen/data/drumkits")
 SONG_ROOT = Path("/usr/share/hydrogen/data/demo_songs")
@@ -136,7 +136,7 @@ def render_hits(kit: Kit, hits: list[tuple[float, int, float]], n: int, rng: np.
         inst = kit.instruments[idx]
         layers = [layer for layer in inst.layers if layer[0] <= vel <= layer[1]] or list(inst.layers)
         _lo, _hi, gain, samples = layers[int(rng.integers(len(layers)))]
-        start = int(round(t * SAMPLE_RATE))
+        start = round(t * SAMPLE_RATE)
         if start >= n or start + samples.size <= 0:
             continue
         piece = samples * (gain * inst.gain * vel ** 1.5)

@@ -6,14 +6,33 @@ quarter in 6/8, the quarter elsewhere.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from .styles import (CLAP, COWBELL, HH_CLOSED, HH_OPEN, KICK, MAJOR, MINOR, RIDE, RIM, SHAKER, SNARE,
-                     STYLES, WOOD_HI, WOOD_LO, Arrangement, Part, _progression, _vel, triad)
+from .styles import (
+    CLAP,
+    COWBELL,
+    HH_CLOSED,
+    HH_OPEN,
+    KICK,
+    MAJOR,
+    MINOR,
+    RIDE,
+    RIM,
+    SHAKER,
+    SNARE,
+    STYLES,
+    WOOD_HI,
+    WOOD_LO,
+    Arrangement,
+    Part,
+    _progression,
+    _vel,
+    triad,
+)
 
-__all__ = ["EXTRA_STYLES", "ALL_STYLES"]
+__all__ = ["ALL_STYLES", "EXTRA_STYLES"]
 
 
 def hiphop(rng: np.random.Generator, bars: int) -> Arrangement:

@@ -48,7 +48,6 @@ def load_split(split: str, workers: int, scale: float = 1.0) -> list[dataset.Ite
 def features(items: list[dataset.Item]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(log-mel (M, T) float16, beat frames, downbeat frames) per item, at the network's frame rate."""
     import torch
-
     from sidepath.models.tempo_net import FEATURES, feature_mel, log_mel
 
     mel = feature_mel()
@@ -97,10 +96,10 @@ def _excerpt(sample: tuple[np.ndarray, np.ndarray, np.ndarray], length: int,
 def evaluate(net: object, items: list[dataset.Item], feats: list, threshold: float | None = None) -> dict[str, float]:
     """Beat F-measure etc. of the full decoder over ``items`` (music), gate figures over negatives."""
     import torch
+    from sidepath.models.tempo import TempoModel
+    from sidepath.models.tempo_net import FEATURES
 
     from . import score
-    from sidepath.models.tempo_net import FEATURES
-    from sidepath.models.tempo import TempoModel
 
     decoder = TempoModel(method="learned", min_confidence=1.0)     # 1.0: no stored threshold needed
     decoder._net = net  # type: ignore[assignment]
@@ -134,21 +133,29 @@ def pick_threshold(music_conf: list[float], negative_max: float) -> float:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--seed", default=0, show_default=True, help="Seed of the weights' initialisation and the excerpts.")
-@click.option("--steps", default=4000, show_default=True, help="Optimiser steps.")
-@click.option("--batch", default=24, show_default=True, help="Excerpts per step.")
+@click.option("--steps", default=6000, show_default=True, help="Optimiser steps.")
+@click.option("--batch", default=32, show_default=True, help="Excerpts per step.")
 @click.option("--lr", default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
-@click.option("--eval-every", default=250, show_default=True, help="Steps between validation runs.")
+@click.option("--stop-at", default=4000, show_default=True,
+              help="Stop after this step (the schedule still runs over --steps): the shipped weights come from "
+                   "a 6000-step schedule stopped at 4000, for time; 0 runs all --steps.")
+@click.option("--eval-every", default=500, show_default=True, help="Steps between validation runs.")
 @click.option("--threads", default=1, show_default=True,
               help="torch threads (1: on 2 shared cores a second thread made each step 30x slower).")
 @click.option("--workers", default=2, show_default=True, help="Rendering processes.")
 @click.option("--scale", default=1.0, show_default=True, help="Multiply the split sizes (smoke tests: 0.05).")
 @click.option("--out", default=None, type=click.Path(path_type=Path), help="Weights file (default: the shipped one).")
-def main(seed: int, steps: int, batch: int, lr: float, eval_every: int, threads: int, workers: int, scale: float,
-         out: Path | None) -> None:
+def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every: int, threads: int, workers: int,
+         scale: float, out: Path | None) -> None:
     """Train the tempo model's beat network from a seed on the CPU."""
     import torch
-
-    from sidepath.models.tempo_net import FEATURES, WEIGHTS, BeatTCN, NetConfig, save_net
+    from sidepath.models.tempo_net import (
+        FEATURES,
+        WEIGHTS,
+        BeatTCN,
+        NetConfig,
+        save_net,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     out = out or WEIGHTS
@@ -171,7 +178,8 @@ def main(seed: int, steps: int, batch: int, lr: float, eval_every: int, threads:
     history = []
     start = time.time()
     running = 0.0
-    for step in range(1, steps + 1):
+    last = min(steps, stop_at) if stop_at > 0 else steps
+    for step in range(1, last + 1):
         net.train()
         picks = rng.choice(len(train_f), size=batch, p=weights)
         parts = [_excerpt(train_f[i], length, rng) for i in picks]
@@ -193,7 +201,7 @@ def main(seed: int, steps: int, batch: int, lr: float, eval_every: int, threads:
         if step % 50 == 0:
             log.info("step %d/%d loss %.4f lr %.2e (%.0f s)", step, steps, running, sched.get_last_lr()[0],
                      time.time() - start)
-        if step % eval_every == 0 or step == steps:
+        if step % eval_every == 0 or step == last:
             net.eval()
             m = evaluate(net, val_items, val_f, threshold=0.0)
             history.append({"step": step, **{k: v for k, v in m.items() if k != "music_conf"}})
@@ -203,13 +211,13 @@ def main(seed: int, steps: int, batch: int, lr: float, eval_every: int, threads:
                 best = m["f"]
                 threshold = pick_threshold(m["music_conf"], m["max_negative_conf"])  # type: ignore[arg-type]
                 save_net(net, out, {"min_confidence": str(threshold), "seed": str(seed), "step": str(step),
-                                    "validation": json.dumps(history[-1]), "command": _command(seed, steps, batch, lr)})
+                                    "validation": json.dumps(history[-1]), "command": _command(seed, steps, batch, lr, stop_at)})
                 log.info("kept step %d (validation F %.3f), gate threshold %.4f -> %s", step, best, threshold, out)
     log.info("done in %.0f s; best validation F %.3f", time.time() - start, best)
 
 
-def _command(seed: int, steps: int, batch: int, lr: float) -> str:
-    return f"python -m bench.tempo.train --seed {seed} --steps {steps} --batch {batch} --lr {lr:g}"
+def _command(seed: int, steps: int, batch: int, lr: float, stop_at: int) -> str:
+    return f"python -m bench.tempo.train --seed {seed} --steps {steps} --stop-at {stop_at} --batch {batch} --lr {lr:g}"
 
 
 if __name__ == "__main__":
