@@ -148,7 +148,7 @@ def build(recipe: Recipe) -> Item:
     audio, aug = _augment(audio, rng)
     detail = f"{detail}{aug}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")        # processes may render the same clip at once
     np.savez(tmp, audio=audio.astype(np.float16), beats=beats, downbeats=downs, detail=np.array(detail))
     tmp.replace(path)
     return Item(recipe, audio.astype(np.float16).astype(np.float32), beats, downs, detail)
