@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`.
 SHELL := /bin/bash
-.PHONY: demo test bench soak lint
+.PHONY: demo test bench soak lint train-tempo
 
 demo:
 	@VENV=$$(scripts/bootstrap.sh | tail -n1) && "$$VENV/bin/python" -m sidepath.worker.demo
@@ -17,3 +17,8 @@ lint:
 soak:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" SIDEPATH_SOAK=1 SIDEPATH_WRITE_DOCS=1 \
 	  python -m pytest -q tests/reliability
+
+# Trains the tempo model's beat network from seed 0 on the CPU and rewrites models/tempo_net.safetensors
+# (renders its corpus first; docs/tempo.md says how long it takes)
+train-tempo:
+	@VENV=$$(scripts/bootstrap.sh --bench | tail -n1) && PATH="$$VENV/bin:$$PATH" nice -n 5 python -m bench.tempo.train

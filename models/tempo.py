@@ -1,7 +1,13 @@
 """The built-in ``tempo`` model: global tempo, beat times and a confidence per clip.
 
-A signal-processing pipeline in PyTorch over a padded batch of clips (design
-and figures in docs/tempo.md):
+Two methods (option ``method``; design and figures in docs/tempo.md):
+
+- ``learned`` (the default): a small temporal convolutional network gives a beat and a
+  downbeat activation per frame (``tempo_net``, weights in ``tempo_net.safetensors``),
+  decoded into tempo, beats, downbeats and a confidence (``tempo_learned``);
+- ``dsp``: the signal-processing pipeline below.
+
+The ``dsp`` pipeline, in PyTorch over a padded batch of clips:
 
 1. onset strength: log-mel spectral flux (``tempo_onset``);
 2. tempo: autocorrelation tempogram, a sum over metrical levels and a tempo
@@ -27,7 +33,9 @@ from sidepath.worker.errors import ConfigError, ModelError
 from .base import ModelBase
 from .tempo_beats import dp_beats
 from .tempo_gate import confidence, peak_db, periodicity_at, sharpness
+from .tempo_learned import decode
 from .tempo_masked import frame_mask, masked_std
+from .tempo_net import FEATURES, WEIGHTS, feature_mel, load_net, log_mel
 from .tempo_onset import OnsetConfig, mel_filterbank, onset_envelope
 from .tempo_period import PeriodConfig, local_periods, pick_period, tempogram
 
@@ -40,6 +48,8 @@ MIN_SECONDS = 1.0           # shorter clips cannot show two beats at 40 BPM... o
 SILENCE_DB = -60.0          # peak level under which a clip is silent
 TIGHTNESS = 100.0           # DP cost of a beat interval that strays from the period (Ellis' alpha)
 CANDIDATES = 3              # tempo candidates reported per clip
+DSP_MIN_CONFIDENCE = 0.15   # the dsp method's gate (tuned on its corpora, docs/tempo.md)
+METHODS = ("learned", "dsp")
 DP_POWER = 0.5              # the DP scores sqrt(onset): a soft kick on every beat outweighs a loud snare on some
 
 
@@ -55,7 +65,9 @@ class TempoModel(ModelBase):
         "prior_bpm": (120.0, "centre of the tempo prior, in BPM"),
         "min_bpm": (40.0, "slowest tempo reported"),
         "max_bpm": (240.0, "fastest tempo reported"),
-        "min_confidence": (0.15, "below this pulse confidence a clip gets bpm null and no beats"),
+        "min_confidence": (0.0, "below this pulse confidence a clip gets bpm null and no beats; 0: the method's "
+                                "own (dsp 0.15, learned: chosen on the validation split, stored with the weights)"),
+        "method": ("learned", "beat tracker: learned (a small network, the default) or dsp (signal processing)"),
     }
 
     def __init__(self, *, max_batch: int = 16, **options: Any) -> None:
@@ -69,8 +81,15 @@ class TempoModel(ModelBase):
             raise ConfigError("model.options.max_audio_s", self.opts["max_audio_s"], f"use at least {MIN_SECONDS} s")
         self.onset_cfg = OnsetConfig(sample_rate=SAMPLE_RATE)
         self.period_cfg = PeriodConfig(min_bpm=lo, max_bpm=hi, prior_bpm=prior)
+        self.method = str(self.opts["method"])
+        if self.method not in METHODS:
+            raise ConfigError("model.options.method", self.method, f"use one of {', '.join(METHODS)}")
         self.min_confidence = float(self.opts["min_confidence"])
+        if self.min_confidence <= 0:
+            self.min_confidence = DSP_MIN_CONFIDENCE if self.method == "dsp" else _stored_threshold()
         self._mel = mel_filterbank(self.onset_cfg).float()
+        self._feat_mel = feature_mel()
+        self._net: torch.nn.Module | None = None
 
     def decode_spec(self) -> DecodeSpec:
         return DecodeSpec(frames=False, audio=True, sample_rate=SAMPLE_RATE,
@@ -79,6 +98,9 @@ class TempoModel(ModelBase):
     def load(self, device: Any) -> None:
         super().load(device)
         self._mel = self._mel.to(self.device)
+        if self.method == "learned":
+            self._net = load_net().to(self.device)
+            self._feat_mel = self._feat_mel.to(self.device)
         self._settle()
 
     def prepare(self, media: Media) -> torch.Tensor:
@@ -107,6 +129,49 @@ class TempoModel(ModelBase):
     @torch.inference_mode()
     def analyse(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, Any]]:
         """Results for a padded batch ``audio`` (B, N) at SAMPLE_RATE with ``lengths`` (B,) in samples."""
+        if self.method == "dsp":
+            return self._analyse_dsp(audio, lengths)
+        feat, valid = log_mel(audio, lengths, self._feat_mel)
+        return self.decode_features(feat, valid, lengths, audio.abs().amax(dim=-1))
+
+    @torch.inference_mode()
+    def decode_features(self, feat: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
+                        peak: torch.Tensor, threshold: float | None = None) -> list[dict[str, Any]]:
+        """The learned method from log-mel features (B, M, T), ``valid`` frames, ``lengths`` in
+        samples and each clip's linear ``peak`` (the training script calls this directly)."""
+        assert self._net is not None, "load() the model first"
+        fps = FEATURES.fps
+        peak = torch.as_tensor(peak, dtype=torch.float32, device=feat.device).reshape(-1)
+        lengths = torch.as_tensor(lengths, device=feat.device).reshape(-1)
+        usable = (20.0 * torch.log10(peak + 1e-12) >= SILENCE_DB) & (lengths >= int(MIN_SECONDS * SAMPLE_RATE))
+        results: list[dict[str, Any]] = [
+            {"bpm": None, "beats": [], "downbeats": [], "confidence": 0.0, "candidates": []}
+            for _ in range(feat.shape[0])]
+        keep = usable.nonzero().flatten()
+        if keep.numel() == 0:
+            return results
+        feat, valid = feat[keep], valid[keep].to(feat.device)
+        mask = frame_mask(valid, feat.shape[-1])
+        with _no_tf32(feat.device):
+            act = torch.sigmoid(self._net(feat, mask)) * mask[:, None, :]
+        dec = decode(act[:, 0], act[:, 1], valid, fps, self.period_cfg)
+        cands = _candidates(dec.grid_bpm, dec.salience)
+        gate = self.min_confidence if threshold is None else threshold
+        for j, b in enumerate(keep.tolist()):
+            conf = round(float(dec.confidence[j]), 4)
+            results[b]["confidence"] = conf
+            if conf < gate or dec.beats[j].size < 2:
+                continue
+            # the tempo of the beats themselves (their median interval), as the scores define it;
+            # the tempogram's period only seeded the beat tracker
+            bpm = round(60.0 * fps / float(np.median(np.diff(dec.beats[j]))), 2)
+            ranked = [(bpm, cands[j][0][1] if cands[j] else 1.0)] + cands[j][1:]
+            results[b].update(bpm=bpm, beats=np.round(dec.beats[j] / fps, 3).tolist(),
+                              downbeats=np.round(dec.downbeats[j] / fps, 3).tolist(),
+                              candidates=[{"bpm": round(x, 2), "salience": s} for x, s in ranked])
+        return results
+
+    def _analyse_dsp(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, Any]]:
         cfg, pcfg = self.onset_cfg, self.period_cfg
         env, valid = onset_envelope(audio, lengths, cfg, self._mel)
         mask = frame_mask(valid, env.shape[-1])
@@ -135,6 +200,27 @@ class TempoModel(ModelBase):
             results[b].update(bpm=bpm, beats=times.tolist(),
                               candidates=[{"bpm": round(x, 2), "salience": s} for x, s in ranked])
         return results
+
+
+def _no_tf32(device: torch.device) -> Any:
+    """cuDNN may run fp32 convolutions in TF32 on a GPU: keep them fp32, so the GPU computes what the CPU does."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    b = torch.backends.cudnn
+    return b.flags(enabled=b.enabled, benchmark=b.benchmark, deterministic=b.deterministic, allow_tf32=False)
+
+
+def _stored_threshold() -> float:
+    """The learned gate's threshold, stored in the weights' metadata by the training script."""
+    from safetensors import safe_open
+
+    if not WEIGHTS.exists():
+        raise ConfigError("model.options.method", "learned",
+                          f"the weights file {WEIGHTS} is missing; run `make train-tempo` or use method dsp")
+    with safe_open(str(WEIGHTS), framework="pt") as f:
+        return float((f.metadata() or {}).get("min_confidence", DSP_MIN_CONFIDENCE))
 
 
 def pad_clips(clips: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

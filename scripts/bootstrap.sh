@@ -50,6 +50,13 @@ if [ "$MODE" = "--test" ] || [ "$MODE" = "--bench" ]; then
   if [ "$MODE" = "--bench" ]; then   # the tempo benchmark renders MIDI with a GM soundfont, speech with espeak
     command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth fluid-soundfont-gm)
     command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+    # the learned tempo model's corpus (python -m bench.tempo.train / .evaluate): more soundfonts,
+    # Hydrogen's kits and demo songs, and the MIDI songs reserved for its test split
+    [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing+=(timgm6mb-soundfont)
+    [ -f /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 ] || missing+=(musescore-general-soundfont-small)
+    [ -d /usr/share/hydrogen/data/drumkits/Audiophob ] || missing+=(hydrogen-drumkits)
+    [ -d /usr/share/hydrogen/data/demo_songs ] || missing+=(hydrogen-data)
+    [ -d /usr/share/planetblupi/music ] || missing+=(planetblupi-music-midi)
   fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo ">> installing ${missing[*]} from Debian's packages" >&2

@@ -42,7 +42,8 @@ def _read_mono(path: Path) -> np.ndarray:
     return audio.mean(axis=1)
 
 
-def render_arrangement(arr: Arrangement, tempo: TempoMap, rng: np.random.Generator) -> np.ndarray:
+def render_arrangement(arr: Arrangement, tempo: TempoMap, rng: np.random.Generator,
+                       soundfont: Path = SOUNDFONT) -> np.ndarray:
     """Render with fluidsynth; note times come from ``tempo`` plus each part's humanising jitter."""
     import pretty_midi
 
@@ -62,7 +63,7 @@ def render_arrangement(arr: Arrangement, tempo: TempoMap, rng: np.random.Generat
         mid, wav = Path(tmp) / "clip.mid", Path(tmp) / "clip.wav"
         pm.write(str(mid))
         subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(SAMPLE_RATE),
-                        "-o", "audio.file.format=float", "-F", str(wav), str(SOUNDFONT), str(mid)],
+                        "-o", "audio.file.format=float", "-F", str(wav), str(soundfont), str(mid)],
                        check=True, capture_output=True)
         return _read_mono(wav)
 

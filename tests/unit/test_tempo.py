@@ -1,4 +1,5 @@
-"""The built-in tempo model on synthetic audio with known beats (numpy in, no decoder).
+"""The built-in tempo model on synthetic audio with known beats (numpy in, no decoder), with
+either method (learned, dsp).
 
 Tolerances: tempo within 2% of the click track's; every emitted beat within
 30 ms of a click; a clip gives the same result alone or in a batch (tempo to
@@ -53,9 +54,10 @@ def run_padded(model: TempoModel, *clips: np.ndarray) -> list[dict]:
     return model.analyse(*pad_clips([torch.from_numpy(c) for c in clips], model.device))
 
 
-@pytest.fixture(scope="module")
-def model() -> TempoModel:
-    m = TempoModel()
+@pytest.fixture(scope="module", params=["learned", "dsp"])
+def model(request: pytest.FixtureRequest) -> TempoModel:
+    """Both methods keep the same contract: every test here runs on each."""
+    m = TempoModel(method=request.param)
     m.load("cpu")
     return m
 
