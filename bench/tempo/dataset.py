@@ -189,7 +189,8 @@ def _render_parts(arr: Arrangement, tempo: TempoMap, recipe: Recipe, rng: np.ran
             continue
         for note in part.notes:
             if note.pitch in mapping:
-                t = tempo.time_of(note.beat) + (float(rng.normal(0, part.humanize_ms / 1000)) if part.humanize_ms else 0)
+                jitter = float(rng.normal(0, part.humanize_ms / 1000)) if part.humanize_ms else 0.0
+                t = tempo.time_of(note.beat) + jitter
                 hits.append((t, mapping[note.pitch], note.velocity / 127.0))
     drums = kits.render_hits(kit, hits, n, rng)
     if np.abs(out).max() > 0 and np.abs(drums).max() > 0:
@@ -208,9 +209,12 @@ def _music(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     meter = arr.beats_per_bar
     beats_needed = float(bars * meter)
     probe = TempoMap.constant(float(np.mean(ALL_STYLES[base][1])), beats_needed)
-    span = (lead_in * probe.segments[0].bpm_start / 60.0, (lead_in + recipe.duration_s) * probe.segments[0].bpm_start / 60.0)
+    span = (
+        lead_in * probe.segments[0].bpm_start / 60.0,
+        (lead_in + recipe.duration_s) * probe.segments[0].bpm_start / 60.0,
+    )
     tempo, detail = _tempo_map(recipe.style, base, rng, beats_needed, span)
-    if recipe.style == "step":        # the step on a bar line near the clip's middle
+    if recipe.style == "step":  # the step on a bar line near the clip's middle
         times = tempo.times_of(np.arange(beats_needed))
         at = float(np.argmin(np.abs(times - (lead_in + recipe.duration_s / 2))) // meter * meter)
         s = tempo.segments
@@ -220,7 +224,7 @@ def _music(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     end_s = tempo.time_of(beats_needed) + 2.0
     audio, timbre = _render_parts(arr, tempo, recipe, rng, int(end_s * SR))
     start, n = int(lead_in * SR), int(recipe.duration_s * SR)
-    audio = audio[start:start + n]
+    audio = audio[start : start + n]
     if audio.size < n:
         audio = np.pad(audio, (0, n - audio.size))
     idx = np.arange(beats_needed + 1)
@@ -228,7 +232,7 @@ def _music(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     inside = (times >= 0.0) & (times < recipe.duration_s)
     beats, downs = times[inside], times[inside & (idx % meter == 0)]
     detail = f"{detail} [{timbre}]"
-    if rng.random() < 0.12 and recipe.duration_s > 8:      # a silent intro: no beats until the music starts
+    if rng.random() < 0.12 and recipe.duration_s > 8:  # a silent intro: no beats until the music starts
         quiet = float(rng.uniform(1.0, 4.0))
         audio[: int(quiet * SR)] = 0.0
         beats, downs = beats[beats >= quiet + 0.05], downs[downs >= quiet + 0.05]
@@ -243,7 +247,7 @@ def _blupi(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     pm = pretty_midi.PrettyMIDI(recipe.source)
     onsets = np.sort(np.concatenate([[n.start for n in i.notes] for i in pm.instruments]))
     last = float(onsets[-1]) - recipe.duration_s
-    for _ in range(50):                          # a window with music all through it
+    for _ in range(50):  # a window with music all through it
         t0 = float(rng.uniform(0.0, max(last, 0.0)))
         in_win = onsets[(onsets >= t0) & (onsets < t0 + recipe.duration_s)]
         gaps = np.diff(np.concatenate([[t0], in_win, [t0 + recipe.duration_s]]))
@@ -256,12 +260,14 @@ def _blupi(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
         for n in inst.notes:
             if t0 - pre <= n.start < t0 + recipe.duration_s:
                 s = n.start - t0 + pre
-                new.notes.append(pretty_midi.Note(velocity=n.velocity, pitch=n.pitch, start=s, end=max(n.end - t0 + pre, s + 0.02)))
+                new.notes.append(
+                    pretty_midi.Note(velocity=n.velocity, pitch=n.pitch, start=s, end=max(n.end - t0 + pre, s + 0.02))
+                )
         for cc in inst.control_changes:
             if cc.time < t0 + recipe.duration_s:
                 new.control_changes.append(pretty_midi.ControlChange(cc.number, cc.value, max(cc.time - t0 + pre, 0.0)))
         out.instruments.append(new)
-    audio = _fluidsynth(out, recipe.font)[int(pre * SR): int((pre + recipe.duration_s) * SR)]
+    audio = _fluidsynth(out, recipe.font)[int(pre * SR) : int((pre + recipe.duration_s) * SR)]
     audio = np.pad(audio, (0, max(0, int(recipe.duration_s * SR) - audio.size)))
     # some of these files start their notes 45-60 ms after the tempo map's beat 0 (checked: with
     # that shift 86-100% of the onsets sit on the sixteenth grid): the grid starts at the first note
@@ -269,7 +275,12 @@ def _blupi(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     beats = pm.get_beats() + shift - t0
     downs = pm.get_downbeats() + shift - t0
     bpm = 60.0 / float(np.median(np.diff(beats)))
-    return audio, _within(beats, recipe.duration_s), _within(downs, recipe.duration_s), f"planetblupi {Path(recipe.source).stem} at {t0:.1f} s, {bpm:.1f} BPM"
+    return (
+        audio,
+        _within(beats, recipe.duration_s),
+        _within(downs, recipe.duration_s),
+        f"planetblupi {Path(recipe.source).stem} at {t0:.1f} s, {bpm:.1f} BPM",
+    )
 
 
 def _within(times: np.ndarray, duration_s: float) -> np.ndarray:
@@ -283,8 +294,25 @@ def _fluidsynth(pm: object, font: str) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="sidepath-tempo-") as tmp:
         mid, wav = Path(tmp) / "clip.mid", Path(tmp) / "clip.wav"
         pm.write(str(mid))  # type: ignore[attr-defined]
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(SR), "-o", "audio.file.format=float",
-                        "-F", str(wav), font, str(mid)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "fluidsynth",
+                "-ni",
+                "-q",
+                "-g",
+                "0.3",
+                "-r",
+                str(SR),
+                "-o",
+                "audio.file.format=float",
+                "-F",
+                str(wav),
+                font,
+                str(mid),
+            ],
+            check=True,
+            capture_output=True,
+        )
         return render._read_mono(wav)
 
 
@@ -292,13 +320,21 @@ def _h2song(recipe: Recipe, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     song = kits.h2song(Path(recipe.source))
     kit = kits.load_kit(song.kit)
     spb = 60.0 / song.bpm
-    hits = [(b * spb - recipe.start_s, i, v) for b, i, v in song.hits
-            if recipe.start_s - 3.0 <= b * spb < recipe.start_s + recipe.duration_s]
+    hits = [
+        (b * spb - recipe.start_s, i, v)
+        for b, i, v in song.hits
+        if recipe.start_s - 3.0 <= b * spb < recipe.start_s + recipe.duration_s
+    ]
     n = int(recipe.duration_s * SR)
     audio = kits.render_hits(kit, hits, n, rng)
     times = np.arange(0.0, song.total_beats) * spb - recipe.start_s
     bars = np.array(song.bar_beats) * spb - recipe.start_s
-    return audio, _within(times, recipe.duration_s), _within(bars, recipe.duration_s), f"hydrogen {Path(recipe.source).stem} ({song.kit}) {song.bpm:.0f} BPM"
+    return (
+        audio,
+        _within(times, recipe.duration_s),
+        _within(bars, recipe.duration_s),
+        f"hydrogen {Path(recipe.source).stem} ({song.kit}) {song.bpm:.0f} BPM",
+    )
 
 
 def _augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -310,19 +346,23 @@ def _augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, s
         return audio.astype(np.float32), ""
     spec = np.fft.rfft(x)
     f = np.fft.rfftfreq(n, 1.0 / SR)
-    if rng.random() < 0.7:       # a tilt (dB per octave around 1 kHz) and one peak or notch
+    if rng.random() < 0.7:  # a tilt (dB per octave around 1 kHz) and one peak or notch
         tilt = float(rng.uniform(-3.0, 3.0))
         gain_db = tilt * np.log2(np.maximum(f, 20.0) / 1000.0)
-        fc, g, q = float(np.exp(rng.uniform(np.log(80), np.log(8000)))), float(rng.uniform(-9, 9)), float(rng.uniform(0.5, 2))
+        fc, g, q = (
+            float(np.exp(rng.uniform(np.log(80), np.log(8000)))),
+            float(rng.uniform(-9, 9)),
+            float(rng.uniform(0.5, 2)),
+        )
         gain_db += g * np.exp(-0.5 * (np.log2(np.maximum(f, 1.0) / fc) * q * 2) ** 2)
         spec *= 10 ** (gain_db / 20)
         notes.append("eq")
-    if rng.random() < 0.15:      # a lossy codec's missing top
+    if rng.random() < 0.15:  # a lossy codec's missing top
         cut = float(rng.uniform(3500, 8000))
         spec *= 1.0 / (1.0 + (f / cut) ** 8)
         notes.append(f"lowpass {cut / 1000:.1f} kHz")
     x = np.fft.irfft(spec, n)
-    if rng.random() < 0.3:       # room: exponentially decaying noise as the impulse response
+    if rng.random() < 0.3:  # room: exponentially decaying noise as the impulse response
         rt60 = float(rng.uniform(0.2, 1.5))
         m = int(rt60 * SR)
         ir = rng.standard_normal(m) * np.exp(-6.9 * np.arange(m) / m)

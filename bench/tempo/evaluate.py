@@ -13,16 +13,17 @@ import os
 import platform
 import sys
 
+# one thread for every numeric library, set before they are imported (they read it once)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import click
-import numpy as np
+import click  # noqa: E402
+import numpy as np  # noqa: E402
 
-from bench.report import write_block
+from bench.report import write_block  # noqa: E402
 
-from . import dataset, score, trackers
-from .train import load_split
+from . import dataset, score, trackers  # noqa: E402
+from .train import load_split  # noqa: E402
 
 __all__ = ["main"]
 

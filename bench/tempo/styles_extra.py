@@ -125,7 +125,8 @@ def compound(rng: np.random.Generator, bars: int) -> Arrangement:
         chord = triad(root + 12, prog[bar], MAJOR)
         for beat in range(2):
             for e in range(3):
-                guitar.add(chord[(e + beat) % 3] + 12, b0 + beat + e * third, third * 1.2, _vel(rng, 72 if e == 0 else 58))
+                velocity = _vel(rng, 72 if e == 0 else 58)
+                guitar.add(chord[(e + beat) % 3] + 12, b0 + beat + e * third, third * 1.2, velocity)
             bass.add(chord[0] - 12, b0 + beat, 0.9, _vel(rng, 95 if beat == 0 else 80))
         if with_drums:
             drums.add(KICK, b0, 0.3, _vel(rng, 105))
@@ -150,7 +151,9 @@ def odd_meter(rng: np.random.Generator, bars: int) -> Arrangement:
         for start, length in groups:
             drums.add(KICK, b0 + start, 0.3, _vel(rng, 110))
             for k in range(1, length):
-                drums.add(SNARE if k == length - 1 else KICK, b0 + start + k, 0.3, _vel(rng, 100 if k == length - 1 else 80))
+                drums.add(
+                    SNARE if k == length - 1 else KICK, b0 + start + k, 0.3, _vel(rng, 100 if k == length - 1 else 80)
+                )
         for e in range(2 * meter):
             drums.add(HH_CLOSED, b0 + 0.5 * e, 0.1, _vel(rng, 70 if e % 2 == 0 else 50))
         for beat in range(meter):

@@ -48,6 +48,7 @@ def load_split(split: str, workers: int, scale: float = 1.0) -> list[dataset.Ite
 def features(items: list[dataset.Item]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(log-mel (M, T) float16, beat frames, downbeat frames) per item, at the network's frame rate."""
     import torch
+
     from sidepath.models.tempo_net import FEATURES, feature_mel, log_mel
 
     mel = feature_mel()
@@ -96,6 +97,7 @@ def _excerpt(sample: tuple[np.ndarray, np.ndarray, np.ndarray], length: int,
 def evaluate(net: object, items: list[dataset.Item], feats: list, threshold: float | None = None) -> dict[str, float]:
     """Beat F-measure etc. of the full decoder over ``items`` (music), gate figures over negatives."""
     import torch
+
     from sidepath.models.tempo import TempoModel
     from sidepath.models.tempo_net import FEATURES
 
@@ -149,6 +151,7 @@ def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every:
          scale: float, out: Path | None) -> None:
     """Train the tempo model's beat network from a seed on the CPU."""
     import torch
+
     from sidepath.models.tempo_net import (
         FEATURES,
         WEIGHTS,
@@ -211,7 +214,8 @@ def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every:
                 best = m["f"]
                 threshold = pick_threshold(m["music_conf"], m["max_negative_conf"])  # type: ignore[arg-type]
                 save_net(net, out, {"min_confidence": str(threshold), "seed": str(seed), "step": str(step),
-                                    "validation": json.dumps(history[-1]), "command": _command(seed, steps, batch, lr, stop_at)})
+                                    "validation": json.dumps(history[-1]),
+                                    "command": _command(seed, steps, batch, lr, stop_at)})
                 log.info("kept step %d (validation F %.3f), gate threshold %.4f -> %s", step, best, threshold, out)
     log.info("done in %.0f s; best validation F %.3f", time.time() - start, best)
 
