@@ -34,6 +34,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM deps AS build
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
+COPY core/ core/
 COPY worker/ worker/
 COPY decoders/ decoders/
 COPY models/ models/
@@ -53,7 +54,7 @@ FROM ${BASE_IMAGE} AS model
 # The manifest written by `sidepath model split FILE` (FILE.manifest.json), parts beside it.
 ARG MODEL_MANIFEST=model.pt.manifest.json
 COPY models/parts.py /tools/sidepath/models/parts.py
-COPY worker/errors.py /tools/sidepath/worker/errors.py
+COPY core/errors.py /tools/sidepath/worker/errors.py
 COPY --from=model-parts / /parts/
 RUN touch /tools/sidepath/__init__.py /tools/sidepath/models/__init__.py /tools/sidepath/worker/__init__.py \
  && mkdir -p /models \

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .PHONY: demo test bench soak lint train-tempo
 
 demo:
-	@VENV=$$(scripts/bootstrap.sh | tail -n1) && "$$VENV/bin/python" -m sidepath.worker.demo
+	@VENV=$$(scripts/bootstrap.sh | tail -n1) && "$$VENV/bin/python" -m sidepath.worker.dev.demo
 
 test:
 	@VENV=$$(scripts/bootstrap.sh --test | tail -n1) && PATH="$$VENV/bin:$$PATH" scripts/test.sh

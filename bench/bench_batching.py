@@ -23,7 +23,7 @@ import torch
 from bench.report import machine, markdown_table, summary, write_block
 from sidepath.decoders.base import Media
 from sidepath.models import create_model, pick_device
-from sidepath.worker.batcher import STOP, Batcher
+from sidepath.worker.engine.batcher import STOP, Batcher
 
 __all__ = ["main", "run_bench"]
 

@@ -21,9 +21,9 @@ from bench.gpu_util import GpuSampler
 from bench.report import machine, markdown_table, summary, write_block
 from sidepath.decoders import Fetcher, decode_media
 from sidepath.models import create_model, pick_device
-from sidepath.worker.demo_media import make_video
-from sidepath.worker.devkafka import Broker
-from sidepath.worker.pipeline import merged_spec
+from sidepath.worker.dev.demo_media import make_video
+from sidepath.worker.dev.local_kafka import Broker
+from sidepath.worker.engine.pipeline import merged_spec
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, worker_config
 

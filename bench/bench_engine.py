@@ -7,7 +7,7 @@ A third loop in each round runs the same worker with a JSONL result sink (a file
 memory) instead of Kafka: not a target, it shows how much of the gap is the Kafka sink.
 
 Both loops run in this one process under the same garbage-collector settings: a
-worker tunes the collector once its models are loaded (worker/gc_tuning.py),
+worker tunes the collector once its models are loaded (worker/engine/gc_tuning.py),
 and the raw loop gets the same tuning first, so the ratio measures the engine,
 not the collector.
 
@@ -30,8 +30,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 
 from bench.report import machine, markdown_table, summary, write_block
-from sidepath.worker.devkafka import Broker
-from sidepath.worker.gc_tuning import settle_after_startup
+from sidepath.worker.dev.local_kafka import Broker
+from sidepath.worker.engine.gc_tuning import settle_after_startup
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, worker_config, write_config_file
 
@@ -100,7 +100,8 @@ def peak_rss_mb(bootstrap: str, topic: str, tmp: Path, n: int) -> float:
         "model.name": "noop", "model.options": {"frames": False},
         "engine.max_inflight_bytes": 64 * 1024 * 1024, "kafka.group_id": f"rss-{topic}"})
     path = write_config_file(tmp / f"rss-{n}.toml", cfg)
-    code = (f"import resource,sys;from sidepath.worker.cli import main;sys.argv=['sidepath','--config',{str(path)!r},"
+    code = ("import resource,sys;from sidepath.worker.cli.main import main;"
+            f"sys.argv=['sidepath','--config',{str(path)!r},"
             "'run','--until-end'];\ntry: main()\nexcept SystemExit: pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)

@@ -28,10 +28,10 @@ from sidepath.decoders.base import DecodeSpec
 from sidepath.models import create_model
 from sidepath.sinks.kafka import KafkaSink
 from sidepath.worker.config import EngineConfig
-from sidepath.worker.engine import Engine
-from sidepath.worker.gc_tuning import settle_after_startup
-from sidepath.worker.metrics import build_metrics
-from sidepath.worker.stages import DecodeStage, Failures, ModelRunner, SinkWriter
+from sidepath.worker.engine.gc_tuning import settle_after_startup
+from sidepath.worker.engine.poll_loop import Engine
+from sidepath.worker.engine.stages import DecodeStage, Failures, ModelRunner, SinkWriter
+from sidepath.worker.ops.metrics import build_metrics
 
 TOPIC = "in"
 PAYLOAD = base64.b64encode(b"tiny payload").decode()

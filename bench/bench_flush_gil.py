@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from bench.report import machine, markdown_table, write_block
-from sidepath.worker.devkafka import Broker
+from sidepath.worker.dev.local_kafka import Broker
 from tests.kafka_util import create_topic
 
 VALUE = b"x" * 300          # about the size of a result

@@ -19,7 +19,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.report import machine
-from sidepath.worker.devkafka import Broker
+from sidepath.worker.dev.local_kafka import Broker
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, worker_config
 

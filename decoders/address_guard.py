@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sidepath.worker.errors import ConfigError, FetchError
+from sidepath.core.errors import ConfigError, FetchError
 
 __all__ = ["AddressGuard", "Resolver", "system_resolver", "forbidden_reason", "is_link_local"]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders.av_open import av_message, open_container
 from sidepath.decoders.fetched import Fetched
-from sidepath.worker.errors import DecodeError
 
 __all__ = ["decode_audio", "Soundtrack", "NoAudioStream"]
 

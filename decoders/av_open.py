@@ -14,10 +14,10 @@ from typing import Any
 import av
 import av.container
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders import hwaccel as hw
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.image_decode import describe_bytes
-from sidepath.worker.errors import DecodeError
 
 __all__ = ["open_container", "av_message", "SAFE_DEMUXERS"]
 

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from sidepath.core.errors import ConfigError
 from sidepath.decoders.address_guard import AddressGuard, Resolver
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.host_limits import HostLimits
@@ -17,7 +18,6 @@ from sidepath.decoders.http_fetch import HttpFetcher
 from sidepath.decoders.inline import decode_inline
 from sidepath.decoders.local_fetch import LocalFiles
 from sidepath.decoders.refs import classify_ref
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["Fetcher"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sidepath.worker.errors import FetchError
+from sidepath.core.errors import FetchError
 
 __all__ = ["HostLimits", "throttled_counts", "FetchThrottleCollector", "MAX_HOST_LABELS"]
 

@@ -32,11 +32,11 @@ from tenacity import (
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders.address_guard import AddressGuard
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.host_limits import HostLimits, count_throttled
 from sidepath.decoders.refs import shown
-from sidepath.worker.errors import FetchError
 
 __all__ = ["HttpFetcher", "RETRY_STATUSES"]
 

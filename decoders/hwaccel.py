@@ -38,7 +38,7 @@ import av
 import av.codec.hwaccel as av_hwaccel
 import numpy as np
 
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
 
 __all__ = ["HWACCEL_CHOICES", "resolve_hwaccel", "nvdec_problem", "hwaccel_for", "device_failed",
            "note_hw_decode", "note_sw_retry", "stats", "reset_for_tests"]

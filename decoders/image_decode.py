@@ -11,9 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders.image import scaled_size
 from sidepath.decoders.image_header import SUPPORTED_IMAGE_FORMATS, ImageInfo, sniff_image
-from sidepath.worker.errors import DecodeError
 
 __all__ = ["decode_image", "reduced_factor", "describe_bytes"]
 

@@ -6,9 +6,9 @@ import binascii
 import re
 from urllib.parse import unquote_to_bytes
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.refs import shown
-from sidepath.worker.errors import FetchError
 
 __all__ = ["decode_inline"]
 

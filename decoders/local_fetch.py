@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.refs import shown
-from sidepath.worker.errors import FetchError
 
 __all__ = ["LocalFiles"]
 

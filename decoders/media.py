@@ -7,6 +7,7 @@ import time
 import av
 import cv2
 
+from sidepath.core.errors import DecodeError, FetchError, MessageError
 from sidepath.decoders.audio import NoAudioStream, Soundtrack, decode_audio
 from sidepath.decoders.av_open import av_message, open_container
 from sidepath.decoders.base import MEDIA_KINDS, DecodeSpec, Media
@@ -15,7 +16,6 @@ from sidepath.decoders.fetcher import Fetcher
 from sidepath.decoders.image_decode import decode_image
 from sidepath.decoders.image_header import sniff_image
 from sidepath.decoders.video import decode_video
-from sidepath.worker.errors import DecodeError, FetchError, MessageError
 
 __all__ = ["decode_media", "decode_fetched"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sidepath.worker.errors import FetchError
-from sidepath.worker.masking import mask_url
+from sidepath.core.errors import FetchError
+from sidepath.core.masking import mask_url
 
 __all__ = ["Ref", "classify_ref", "shown", "SCHEMES"]
 

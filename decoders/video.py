@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders import hwaccel as hw
 from sidepath.decoders.av_open import av_message, open_container
 from sidepath.decoders.base import DecodeSpec
 from sidepath.decoders.fetched import Fetched
 from sidepath.decoders.image import scaled_size
 from sidepath.decoders.sampling import FramePlan
-from sidepath.worker.errors import DecodeError
 
 __all__ = ["decode_video", "VideoFrames", "VIDEO_MODES"]
 

@@ -29,10 +29,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from sidepath.core.errors import ConfigError
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.device import PRECISIONS, resolve_precision
 from sidepath.models.staging import HostStager, Staged
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["Model", "ModelBase"]
 

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
 
 __all__ = [
     "pick_device", "resolve_precision", "apply_memory_budget", "gpu_memory_used",

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from sidepath.core.errors import ConfigError
 from sidepath.models.base import _coerce_option
 from sidepath.models.frames import FrameModel, PreparedFrames
 from sidepath.models.outputs import AGGREGATES, summarise
 from sidepath.models.preprocess import parse_size
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["EmbeddingNet", "seeded_embedding_net", "EmbeddingModel"]
 

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidepath.core.errors import ModelError
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase
 from sidepath.models.preprocess import resize_frames
 from sidepath.models.staging import Staged
-from sidepath.worker.errors import ModelError
 
 __all__ = ["FrameModel", "PreparedFrames", "StagedBatch"]
 

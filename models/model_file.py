@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
+from sidepath.core.errors import ConfigError, FatalError
 from sidepath.models.parts import MANIFEST_SUFFIX, find_manifest, merge_parts, read_manifest
-from sidepath.worker.errors import ConfigError, FatalError
 
 __all__ = ["LoadedProgram", "load_program", "sniff_format", "file_sha256", "weights_only_loads", "parse_sha256"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sidepath.worker.errors import ConfigError, FatalError
+from sidepath.core.errors import ConfigError, FatalError
 
 __all__ = ["MANIFEST_SUFFIX", "FORMAT", "Part", "Manifest", "parse_part_size", "split_file",
            "find_manifest", "read_manifest", "verify_parts", "merge_parts", "iter_verified"]

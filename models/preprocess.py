@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
 
 __all__ = ["RESIZE_MODES", "parse_size", "resize_frames", "cv2_resize_frames"]
 

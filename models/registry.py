@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from sidepath.core.errors import ConfigError
 from sidepath.models.base import Model
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "available_models", "create_model", "model_class"]
 

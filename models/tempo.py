@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidepath.core.errors import ConfigError, ModelError
 from sidepath.decoders.base import DecodeSpec, Media
-from sidepath.worker.errors import ConfigError, ModelError
 
 from .base import ModelBase
 from .tempo_beats import dp_beats

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from sidepath.core.errors import ConfigError, FatalError, ModelError
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import ModelBase
-from sidepath.worker.errors import ConfigError, FatalError, ModelError
 
 __all__ = ["FailingModel"]
 

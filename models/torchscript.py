@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidepath.core.errors import ConfigError, FatalError, ModelError
 from sidepath.models.frames import FrameModel, PreparedFrames
 from sidepath.models.model_file import load_program, parse_sha256
 from sidepath.models.outputs import AGGREGATES, POSTPROCESS, head, summarise
 from sidepath.models.preprocess import RESIZE_MODES, parse_size
-from sidepath.worker.errors import ConfigError, FatalError, ModelError
 
 __all__ = ["TorchScriptModel"]
 

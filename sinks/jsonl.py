@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from sidepath.core.errors import ConfigError
 from sidepath.sinks.base import DeadLetter, Rejected, Result
 from sidepath.sinks.json_codec import decode, encode
 from sidepath.sinks.jsonl_file import AppendOnlyFile, segments
 from sidepath.sinks.url import SinkOptions, split_query
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["JsonlSink", "JsonlDeadLetterSink", "path_of_file_url", "read_lines", "read_results", "read_letters"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sidepath.worker.errors import ConfigError, SinkError, TransientSinkError
+from sidepath.core.errors import ConfigError, SinkError, TransientSinkError
 
 __all__ = ["AppendOnlyFile", "segments", "repair_tail"]
 

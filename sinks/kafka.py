@@ -33,11 +33,11 @@ from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import KafkaError, KafkaException
 
+from sidepath.core.errors import ConfigError, FatalError, SinkError, TransientSinkError
+from sidepath.core.masking import mask_url
 from sidepath.sinks.base import DeadLetter, Rejected, Result
 from sidepath.sinks.kafka_delivery import BatchProducer, Delivery, OutMessage, describe, verdict
 from sidepath.sinks.url import SinkOptions, split_query
-from sidepath.worker.config import mask_url
-from sidepath.worker.errors import ConfigError, FatalError, SinkError, TransientSinkError
 
 __all__ = ["KafkaSink", "KafkaDeadLetterSink", "result_message", "producer_config_of_url", "settings_refused"]
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from sidepath.worker.logs import Throttle, librdkafka_logging
+from sidepath.core.logs import Throttle, librdkafka_logging
 
 __all__ = ["OutMessage", "Delivery", "BatchProducer", "verdict", "describe", "Verdict"]
 

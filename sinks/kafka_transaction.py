@@ -5,7 +5,7 @@ One ``TransactionalResults`` per worker process owns a transactional producer.
 topic and the source offsets to the consumer group in one transaction: both
 become visible together (to ``read_committed`` readers) or not at all.  Which
 results go into which transaction is the engine's business
-(``worker/exactly_once.py``); this module only makes one transaction work.
+(``worker/engine/exactly_once.py``); this module only makes one transaction work.
 
 Failures: any error inside a transaction aborts it and raises
 ``TransientSinkError``; nothing of it is visible, so the engine simply tries
@@ -38,13 +38,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from sidepath.core.errors import ConfigError, FatalError, TransientSinkError
+from sidepath.core.logs import librdkafka_logging
+from sidepath.core.masking import mask_url
 from sidepath.sinks.base import Rejected, Result
 from sidepath.sinks.kafka import producer_config_of_url, result_message, settings_refused
 from sidepath.sinks.kafka_delivery import Delivery, OutMessage, describe
 from sidepath.sinks.registry import expand_url
-from sidepath.worker.config import mask_url
-from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
-from sidepath.worker.logs import librdkafka_logging
 
 __all__ = ["TransactionalResults", "TransactionOutcomeUnknown", "default_transactional_id"]
 

@@ -27,10 +27,11 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import quote
 
+from sidepath.core.env import expand_env
+from sidepath.core.errors import ConfigError
+from sidepath.core.masking import mask_url
 from sidepath.sinks.base import DeadLetterSink, Sink
 from sidepath.sinks.url import scheme_of
-from sidepath.worker.config import expand_env, mask_url
-from sidepath.worker.errors import ConfigError
 
 __all__ = ["open_sink", "open_dead_letter_sink", "sink_schemes", "dead_letter_schemes", "expand_url",
            "SINK_GROUP", "DEAD_LETTER_GROUP"]

@@ -38,14 +38,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from sidepath.core.errors import ConfigError, FatalError, TransientSinkError
+from sidepath.core.masking import mask_url
 from sidepath.sinks.base import Rejected, Result
 from sidepath.sinks.json_codec import encode
 from sidepath.sinks.sql_errors import classify, first_line
 from sidepath.sinks.sql_schema import REQUIRED_COLUMNS, results_table, row_of
 from sidepath.sinks.sql_upsert import upsert_statement
 from sidepath.sinks.url import SinkOptions, split_query
-from sidepath.worker.config import mask_url
-from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
 
 __all__ = ["SqlSink", "DEFAULT_TABLE"]
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
 
 __all__ = ["upsert_statement", "DIALECTS"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import NoReturn
 from urllib.parse import parse_qsl
 
-from sidepath.worker.config import mask_url
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
+from sidepath.core.masking import mask_url
 
 __all__ = ["scheme_of", "SinkOptions", "parse_bytes", "split_query"]
 

@@ -52,7 +52,7 @@ def run_cli():
     signal handlers that `sidepath run` installs are restored afterwards."""
     from click.testing import CliRunner
 
-    from sidepath.worker.cli import cli
+    from sidepath.worker.cli.main import cli
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level

@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
 
 if TYPE_CHECKING:
-    from sidepath.worker.devkafka import Broker
+    from sidepath.worker.dev.local_kafka import Broker
 
 
 @contextmanager
 def private_broker(prefix: str = "sidepath-kafka-") -> Iterator[Broker]:
     """A real single-node broker on free loopback ports, of the caller alone (to stop, restart or
     share by a session); stopped and its files removed afterwards."""
-    from sidepath.worker.devkafka import Broker
+    from sidepath.worker.dev.local_kafka import Broker
 
     broker = Broker(Path(tempfile.mkdtemp(prefix=prefix)))
     broker.format()

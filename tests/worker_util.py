@@ -37,7 +37,7 @@ class ThreadWorker:
     """``run_worker`` in a thread with its own metrics registry; ``stop()`` drains like SIGTERM."""
 
     def __init__(self, cfg: Config, **kwargs: Any) -> None:
-        from sidepath.worker.runner import run_worker
+        from sidepath.worker.engine.runner import run_worker
 
         self.registry = CollectorRegistry()
         self.engine: Any = None
@@ -86,7 +86,7 @@ def start_worker_process(config_path: Path, *args: str, log_path: Path | None = 
                          env: dict[str, str] | None = None) -> subprocess.Popen:
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     return subprocess.Popen(
-        [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "--config", str(config_path),
+        [sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", "--config", str(config_path),
          "run", *args],
         stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 

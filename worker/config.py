@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidepath.worker.errors import ConfigError
-from sidepath.worker.masking import is_secret_key, mask_url
+from sidepath.core.errors import ConfigError
+from sidepath.core.masking import is_secret_key, mask_url
+from sidepath.core.run_window import parse_run_window
 
-__all__ = ["Config", "load_config", "env_name", "masked", "mask_url", "expand_env", "to_toml", "describe_keys",
+__all__ = ["Config", "load_config", "env_name", "masked", "to_toml", "describe_keys",
            "group_budget"]
 
 ENV_PREFIX = "SIDEPATH_"
@@ -81,7 +82,7 @@ class ModelConfig:
 
 @dataclass
 class DecodeConfig:
-    threads: int = 0                # 0: the container's usable CPUs less 2 (worker/cpus.py), said at start
+    threads: int = 0                # 0: the container's usable CPUs less 2 (worker/engine/cpus.py), said at start
     fps: float = 1.0
     max_frames: int = 32
     video_mode: str = "exact"
@@ -337,7 +338,6 @@ def _validate(cfg: Config) -> None:
                           f"must not be above live.max_lag={flat['live.max_lag']} (resume below where it yields)")
     if flat["live.check_interval_s"] <= 0:
         raise ConfigError("live.check_interval_s", flat["live.check_interval_s"], "must be greater than 0")
-    from sidepath.worker.pacing import parse_run_window  # pacing imports errors only; lazily: no cycle
 
     for w in flat["engine.run_window"]:
         parse_run_window(w)
@@ -371,7 +371,7 @@ def _validate(cfg: Config) -> None:
 
 def _check_exactly_once(urls: list[str], bootstrap: str) -> None:
     """A Kafka transaction covers one cluster: the result topics must live where the offsets are."""
-    from sidepath.sinks.kafka import producer_config_of_url  # sinks import this module: not at the top
+    from sidepath.sinks.kafka import producer_config_of_url  # lazy: confluent_kafka only when exactly-once is checked
 
     source = {h.strip() for h in bootstrap.split(",") if h.strip()}
     for url in urls:
@@ -412,21 +412,6 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
         _apply(cfg, nested, source="command-line options")
     _validate(cfg)
     return cfg
-
-
-_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
-
-
-def expand_env(url: str, environ: typing.Mapping[str, str] | None = None) -> str:
-    """Fill ``${VAR}`` placeholders (database passwords) from the environment."""
-    environ = os.environ if environ is None else environ
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in environ:
-            raise ConfigError("sinks.urls", mask_url(url), f"environment variable {m.group(1)} is not set")
-        return environ[m.group(1)]
-
-    return _ENV_REF.sub(sub, url)
 
 
 def masked(cfg: Config) -> dict[str, Any]:

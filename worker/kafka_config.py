@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sidepath.core.logs import librdkafka_logging
 from sidepath.worker.config import Config, env_name
-from sidepath.worker.logs import librdkafka_logging
 
 __all__ = ["client_id", "consumer_config", "producer_config", "admin_config", "security_config"]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidepath.worker.broker_stats import throttle_stats_cb
-from sidepath.worker.metrics import build_metrics
-from sidepath.worker.pacing import build_pacing_metrics
+from sidepath.worker.engine.pacing import build_pacing_metrics
+from sidepath.worker.ops.broker_stats import throttle_stats_cb
+from sidepath.worker.ops.metrics import build_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "charts" / "sidepath" / "files" / "alerts.yaml"
@@ -49,8 +49,8 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_s
 
 
 def worker_metric_names() -> set[str]:
-    """Every series name the worker's metrics (worker/metrics.py, worker/pacing.py, worker/broker_stats.py)
-    can expose."""
+    """Every series name the worker's metrics (worker/ops/metrics.py, worker/engine/pacing.py,
+    worker/ops/broker_stats.py) can expose."""
     registry = build_metrics().registry
     build_pacing_metrics(registry)
     throttle_stats_cb(registry)

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from sidepath.worker.devkafka import kafka_tool
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import kafka_tool
 from sidepath.worker.kafka_config import client_id
-from sidepath.worker.logs import librdkafka_logging
 from tests.kafka_util import create_topic
 from tests.worker_util import ThreadWorker, jsonl_results, worker_config
 

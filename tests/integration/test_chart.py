@@ -27,8 +27,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sidepath.worker.config import Config, env_name, expand_env, load_config
-from sidepath.worker.metrics import build_metrics
+from sidepath.core.env import expand_env
+from sidepath.worker.config import Config, env_name, load_config
+from sidepath.worker.ops.metrics import build_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "sidepath"
@@ -122,7 +123,7 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_s
 
 
 def worker_metric_names() -> set[str]:
-    """Every series name the worker's metrics (worker/metrics.py) can expose."""
+    """Every series name the worker's metrics (worker/ops/metrics.py) can expose."""
     return {family.name + suffix for family in build_metrics().registry.collect()
             for suffix in SUFFIXES[family.type]}
 
@@ -392,7 +393,7 @@ def test_nvdec_gets_the_video_driver_capability(chart):
 def test_cpu_request_and_the_decode_thread_default_agree(chart, tmp_path):
     """decode.threads defaults to the container's usable CPUs (its quota = the CPU limit) less 2;
     the request equals the limit, so those CPUs are really there."""
-    from sidepath.worker.cpus import RESERVED_CPUS, auto_decode_threads
+    from sidepath.worker.engine.cpus import RESERVED_CPUS, auto_decode_threads
 
     objs = render(chart, values_for("values-hk.yaml"))
     res = container(objs)["resources"]

@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from sidepath.worker.devkafka import free_ports
+from sidepath.worker.dev.local_kafka import free_ports
 from tests.worker_util import jsonl_results, sqlite_rows, worker_config, write_config_file
 
 pytestmark = pytest.mark.kafka
 
 
 def sidepath(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", *args],
+    return subprocess.run([sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", *args],
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -49,7 +49,7 @@ def test_demo_requests_are_processed_by_the_default_worker_which_reads_no_local_
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEPATH_")}
     env.update({"SIDEPATH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SIDEPATH_KAFKA_TOPIC": topic,
                 "SIDEPATH_METRICS_PORT": "0"})
-    run = [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json"]
+    run = [sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json"]
     r = subprocess.run([*run, "produce", "--demo", "5"], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=180)
     assert r.returncode == 0, r.stderr
@@ -80,7 +80,7 @@ def test_unreachable_broker_is_said_once_with_the_fix_not_once_per_reconnect(tmp
     env = {"SIDEPATH_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "SIDEPATH_KAFKA_TOPIC": "t",
            "SIDEPATH_MODEL_NAME": "noop", "SIDEPATH_METRICS_PORT": "0",
            "SIDEPATH_SINKS_URLS": f"file://{tmp_path}/r.jsonl", "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"}
-    p = subprocess.Popen([sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "run"],
+    p = subprocess.Popen([sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", "run"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
@@ -110,7 +110,7 @@ def test_dev_kafka_start_status_stop(tmp_path):
     port = free_ports(1)[0]
     env = {"SIDEPATH_CACHE": str(tmp_path / "cache")}
     # a private cache that reuses the jars already fetched (never the user's dev broker directory)
-    from sidepath.worker.devkafka import cache_dir, fetch_jars
+    from sidepath.worker.dev.local_kafka import cache_dir, fetch_jars
     home = tmp_path / "cache" / cache_dir().name
     home.mkdir(parents=True)
     os.symlink(fetch_jars(), home / "jars")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-from sidepath.worker.errors import DecodeError
 from tests.fixtures.media import make_audio, make_image, make_video
 
 

@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-from sidepath.worker.errors import DecodeError
 from tests.fixtures.media import make_growing_video, make_video
 
 MAX_PIXELS = 64 * 64 * 2
@@ -43,7 +43,7 @@ def test_the_same_video_decodes_when_the_cap_allows_its_frames(videos):
 _MEASURE = textwrap.dedent("""
     import json, resource, sys
     from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-    from sidepath.worker.errors import DecodeError
+    from sidepath.core.errors import DecodeError
     hostile, small, max_pixels, max_frames = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     spec = DecodeSpec(fps=2.0, max_frames=max_frames)
     fetcher = Fetcher(file_roots=["/"], max_pixels=max_pixels)

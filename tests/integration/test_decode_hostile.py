@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidepath.core.errors import DecodeError, FetchError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-from sidepath.worker.errors import DecodeError, FetchError
 from tests.fixtures.media import make_audio, make_image, make_png_bomb, make_video
 
 

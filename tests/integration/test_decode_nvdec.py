@@ -13,12 +13,12 @@ import pytest
 import torch
 from av.video.reformatter import VideoReformatter
 
+from sidepath.core.errors import ConfigError, DecodeError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
 from sidepath.decoders import hwaccel as hw
 from sidepath.decoders.video import software_layout
 from sidepath.worker.config import load_config
-from sidepath.worker.errors import ConfigError, DecodeError
-from sidepath.worker.pipeline import merged_spec
+from sidepath.worker.engine.pipeline import merged_spec
 from tests.fixtures.media import frame_number, make_video, marker_quadrant
 
 HAS_CUDA = torch.cuda.is_available()
@@ -244,7 +244,7 @@ def test_cuda_resolves_on_a_gpu_machine():
 
 def test_nvdec_counts_are_exported_as_metrics():
     """Operators see NVDEC falling back to the CPU (a throughput cliff) on /metrics."""
-    from sidepath.worker.metrics import build_metrics
+    from sidepath.worker.ops.metrics import build_metrics
 
     hw.reset_for_tests()
     m = build_metrics()

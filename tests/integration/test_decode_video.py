@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-from sidepath.worker.errors import DecodeError
 from tests.fixtures.media import frame_number, make_audio, make_video, marker_quadrant, truncated_copy
 
 

@@ -31,7 +31,7 @@ BLOCK_TIMEOUT_S = 300
 
 def _free_port_pair() -> int:
     """A free port whose successor is free too (the dev broker's controller takes port + 1)."""
-    from sidepath.worker.devkafka import free_ports
+    from sidepath.worker.dev.local_kafka import free_ports
 
     for _ in range(50):
         port = free_ports(1)[0]
@@ -56,7 +56,7 @@ def _busy(ports: list[int]) -> set[int]:
 @pytest.fixture()
 def doc_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A user's environment in an empty folder: no SIDEPATH_* of ours, the dev broker on a free port."""
-    from sidepath.worker.devkafka import Broker, cache_dir
+    from sidepath.worker.dev.local_kafka import Broker, cache_dir
 
     port = _free_port_pair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDEPATH_") or k == "SIDEPATH_CACHE"}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import create_topic, end_offsets, produce
 from tests.worker_util import (
     ThreadWorker,

@@ -19,8 +19,8 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from sidepath.worker.devkafka import free_ports, group_offsets
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import free_ports, group_offsets
 from tests.kafka_util import create_topic, private_broker, produce
 from tests.worker_util import ThreadWorker, start_worker_process, wait_for, worker_config, write_config_file
 
@@ -226,8 +226,8 @@ def test_two_workers_sharing_a_transactional_id_one_line_and_still_once(tmp_path
 
 
 def test_a_setting_librdkafka_refuses_is_one_config_line(kafka_bootstrap, topic):
+    from sidepath.core.errors import ConfigError
     from sidepath.sinks.kafka_transaction import TransactionalResults
-    from sidepath.worker.errors import ConfigError
 
     with pytest.raises(ConfigError, match="librdkafka refused the settings") as e:
         TransactionalResults([f"kafka://{kafka_bootstrap}/{topic}?compression.type=bogus"],

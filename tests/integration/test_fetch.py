@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from sidepath.core.errors import DecodeError, FetchError
 from sidepath.decoders import DecodeSpec, Fetcher, decode_media
-from sidepath.worker.errors import DecodeError, FetchError
 from tests.fixtures.media import MediaServer, make_image
 
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders import Fetcher
 from sidepath.decoders.address_guard import AddressGuard
-from sidepath.worker.errors import FetchError
 
 
 def numeric_resolver(host: str, port: int) -> list[str]:

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders import Fetcher
 from sidepath.decoders.host_limits import FetchThrottleCollector, throttled_counts
-from sidepath.worker.errors import FetchError
 
 
 class CountingServer:

@@ -11,7 +11,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from sidepath.worker.http import HealthServer
+from sidepath.worker.ops.http import HealthServer
 
 
 def _server(registry=None, ping=lambda: (True, "alive"), ready=lambda: (True, "ready")) -> HealthServer:
@@ -43,7 +43,7 @@ def test_a_check_that_raises_is_a_500_and_one_log_line(capfd, caplog):
 
     server = _server(ping=broken)
     try:
-        with caplog.at_level(logging.WARNING, logger="sidepath.worker.http"):
+        with caplog.at_level(logging.WARNING, logger="sidepath.worker.ops.http"):
             code, body = _get(server.port, "/api/ping")
     finally:
         server.stop()

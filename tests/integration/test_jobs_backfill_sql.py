@@ -68,7 +68,7 @@ def test_backfill_killed_half_way_resumes_to_exactly_500_rows(tmp_path, postgres
     n = 500
     _fill(postgres_db, n)
     config = _config(tmp_path, postgres_db, **{"model.options": {"frames": True, "item_ms": 15}})
-    cmd = [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "--config", str(config),
+    cmd = [sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", "--config", str(config),
            "backfill", "--from-sql", postgres_db.url, "--query", QUERY, "--log-every", "0.5"]
     log1 = tmp_path / "run1.log"
     with log1.open("wb") as out:

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce, read_all
 from tests.worker_util import worker_config, write_config_file
 
@@ -43,7 +43,7 @@ def test_drain_twice_copies_every_record_once(tmp_path, kafka_bootstrap, postgre
     n = len(values)
     config = _config(tmp_path, kafka_bootstrap)
     sink = postgres_db.url + "?table=drained"
-    cmd = [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "--config", config,
+    cmd = [sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", "--config", config,
            "drain", "--topic", topic, "--sink", sink]
 
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -8,8 +8,8 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from sidepath.worker.devkafka import group_offsets
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import create_topic, end_offsets, produce
 from tests.worker_util import ThreadWorker, wait_for, worker_config, write_config_file
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from confluent_kafka import Producer
 
-from sidepath.worker.devkafka import group_offsets
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import jsonl_results, wait_for, worker_config, write_config_file
 
@@ -29,7 +29,7 @@ def test_until_end_stops_at_the_end_offsets_taken_at_start(tmp_path, kafka_boots
         "model.options": {"frames": False, "item_ms": 40}, "model.max_batch": 4})
     config = write_config_file(tmp_path / "sidepath.toml", cfg)
     out = tmp_path / "results.jsonl"
-    cmd = [sys.executable, "-m", "sidepath.worker.cli", "--log-format", "json", "--config", str(config),
+    cmd = [sys.executable, "-m", "sidepath.worker.cli.main", "--log-format", "json", "--config", str(config),
            "run", "--until-end"]
     log = tmp_path / "run1.log"
     with log.open("wb") as fh:

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from sidepath.worker.devkafka import free_ports, group_offsets
+from sidepath.worker.dev.local_kafka import free_ports, group_offsets
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, jsonl_results, wait_for, worker_config
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.fixtures.media import make_image
 from tests.kafka_util import produce
 from tests.worker_util import ThreadWorker, jsonl_results, worker_config

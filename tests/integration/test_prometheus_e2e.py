@@ -35,9 +35,9 @@ import yaml
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sidepath.worker.devkafka import free_ports, group_offsets, kafka_tool
-from sidepath.worker.lag import partition_lag
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import free_ports, group_offsets, kafka_tool
+from sidepath.worker.jobs.lag import partition_lag
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import start_worker_process, wait_for, worker_config, write_config_file
 
@@ -247,7 +247,7 @@ def test_prometheus_sees_true_lag_quiet_startups_frozen_loops_and_absent_release
         wait_for(lambda: prometheus_agrees(expected), 60, interval=0.5, what=f"prometheus to show lag {expected}")
         assert expected[1] == 7 and expected[4] == 6 and sum(expected.values()) == 13    # the data set up above
         # `sidepath lag` says the same numbers (one shared rule)
-        cli = subprocess.run([sys.executable, "-m", "sidepath.worker.cli", "--config",
+        cli = subprocess.run([sys.executable, "-m", "sidepath.worker.cli.main", "--config",
                               str(tmp_path / "rel-a" / "sidepath.toml"), "lag", "--json"],
                              capture_output=True, text=True, timeout=120)
         assert cli.returncode == 0, cli.stderr

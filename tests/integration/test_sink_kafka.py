@@ -10,10 +10,10 @@ from collections import defaultdict
 
 import pytest
 
+from sidepath.core.errors import TransientSinkError
 from sidepath.sinks import open_dead_letter_sink, open_sink
 from sidepath.sinks.base import DeadLetter, Result, SourceRef
-from sidepath.worker.devkafka import kafka_tool
-from sidepath.worker.errors import TransientSinkError
+from sidepath.worker.dev.local_kafka import kafka_tool
 from tests.kafka_util import create_topic, end_offsets, private_broker, read_all
 
 pytestmark = pytest.mark.kafka

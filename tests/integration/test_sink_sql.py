@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from sidepath.core.errors import ConfigError, FatalError, TransientSinkError
 from sidepath.sinks import open_sink
 from sidepath.sinks.base import Result, SourceRef
 from sidepath.sinks.registry import expand_url
 from sidepath.sinks.sql import SqlSink
-from sidepath.worker.devkafka import free_ports
-from sidepath.worker.errors import ConfigError, FatalError, TransientSinkError
+from sidepath.worker.dev.local_kafka import free_ports
 
 
 def result(i: int, *, model: str = "age", msg: str = "", post: str | None = None, **results) -> Result:

@@ -8,8 +8,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from sidepath.worker.devkafka import group_offsets
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import worker_config, write_config_file
 
@@ -38,7 +38,7 @@ def test_skip_dead_letters_each_message_and_moves_the_group(tmp_path, kafka_boot
     topic, cfg, config = _setup(tmp_path, kafka_bootstrap)
     from click.testing import CliRunner
 
-    from sidepath.worker.cli import cli
+    from sidepath.worker.cli.main import cli
 
     r = CliRunner().invoke(cli, ["--config", config, "skip", "--partition", "1", "--offset", "5"], input="n\n")
     assert r.exit_code == 0, r.output

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sidepath.worker.demo_media import make_video
+from sidepath.worker.dev.demo_media import make_video
 from tests.kafka_util import produce
 from tests.worker_util import ThreadWorker, sqlite_rows, worker_config
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from sidepath.worker.demo_media import make_image, make_video
-from sidepath.worker.devkafka import group_offsets
+from sidepath.worker.dev.demo_media import make_image, make_video
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import end_offsets, produce
 from tests.worker_util import ThreadWorker, jsonl_results, sqlite_rows, worker_config
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
 from tests.kafka_util import create_topic, produce
 from tests.worker_util import ThreadWorker, jsonl_results, wait_for, worker_config
 
@@ -60,7 +60,7 @@ def test_worker_yields_while_the_review_group_is_behind(tmp_path, kafka_bootstra
         "live.resume_lag": 10, "live.check_interval_s": 0.5, "engine.max_messages_per_s": 40,
         "model.options": {"frames": False}})
     out = tmp_path / "results.jsonl"
-    caplog.set_level(logging.INFO, logger="sidepath.worker.pacing")
+    caplog.set_level(logging.INFO, logger="sidepath.worker.engine.pacing")
     w = ThreadWorker(cfg)
     try:
         wait_for(lambda: len(jsonl_results(out)) >= 40, 60, what="the first 40 results")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidepath.worker.request import MAX_DEPTH
+from sidepath.worker.engine.request import MAX_DEPTH
 from tests.fixtures.media import MediaServer, make_audio, make_png_bomb, make_video, truncated_copy
 from tests.reliability.mix import MediaSet
 from tests.reliability.scenario import OK, Expect, Item

@@ -29,8 +29,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from sidepath.worker.devkafka import group_offsets
-from sidepath.worker.logs import librdkafka_logging
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.dev.local_kafka import group_offsets
 from tests.kafka_util import end_offsets
 from tests.reliability.report import Row
 from tests.reliability.supervisor import Supervisor

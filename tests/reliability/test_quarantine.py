@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from sidepath.worker.logs import librdkafka_logging
-from sidepath.worker.quarantine import parse_record
+from sidepath.core.logs import librdkafka_logging
+from sidepath.worker.engine.quarantine import parse_record
 from tests.fixtures.media import make_image
 from tests.reliability.scenario import OK, Expect, Item
 

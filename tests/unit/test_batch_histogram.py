@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from sidepath.worker.metrics import BatchHistogram
+from sidepath.worker.ops.metrics import BatchHistogram
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _values = st.floats(min_value=0, max_value=500, allow_nan=False) | st.sampled_from(BUCKETS)

@@ -6,7 +6,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidepath.worker.batcher import STOP, Batcher, Chunk
+from sidepath.worker.engine.batcher import STOP, Batcher, Chunk
 
 
 def _batcher(items, max_units, wait_s=0.0):

@@ -7,7 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from sidepath.worker.cli import cli
+from sidepath.worker.cli.main import cli
 
 
 def test_help_lists_subcommands():
@@ -30,7 +30,7 @@ def test_every_subcommand_has_help():
 def test_bad_config_value_is_one_line_and_exit_2(tmp_path):
     p = tmp_path / "sidepath.toml"
     p.write_text("[model]\nmax_batch = -3\n")
-    r = subprocess.run([sys.executable, "-m", "sidepath.worker.cli", "--config", str(p), "config", "show"],
+    r = subprocess.run([sys.executable, "-m", "sidepath.worker.cli.main", "--config", str(p), "config", "show"],
                        capture_output=True, text=True)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()

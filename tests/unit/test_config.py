@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidepath.worker.config import load_config, mask_url, masked
-from sidepath.worker.errors import ConfigError
+from sidepath.core.errors import ConfigError
+from sidepath.core.masking import mask_url
+from sidepath.worker.config import load_config, masked
 
 
 def test_file_then_env_overrides(tmp_path):

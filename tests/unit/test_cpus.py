@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sidepath.worker.cpus import RESERVED_CPUS, auto_decode_threads, decode_threads, usable_cpus
+from sidepath.worker.engine.cpus import RESERVED_CPUS, auto_decode_threads, decode_threads, usable_cpus
 
 
 def _affinity() -> int:
@@ -43,7 +43,7 @@ def test_auto_threads_leave_room_for_the_poll_loop_and_the_runner(cpus, threads)
 
 
 def test_the_choice_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="sidepath.worker.cpus"):
+    with caplog.at_level(logging.INFO, logger="sidepath.worker.engine.cpus"):
         assert decode_threads(3) == 3
         n = decode_threads(0)
     assert n >= 1

@@ -6,9 +6,9 @@ import inspect
 import pytest
 
 import sidepath.decoders as decoders
+from sidepath.core.errors import ConfigError
 from sidepath.decoders import DecodeSpec, Fetcher, Media
 from sidepath.worker.config import DecodeConfig
-from sidepath.worker.errors import ConfigError
 
 
 def test_exported_names_exist():

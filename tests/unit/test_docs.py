@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sidepath.worker.cli import cli
+from sidepath.worker.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

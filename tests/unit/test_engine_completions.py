@@ -9,11 +9,11 @@ from sidepath.decoders.base import DecodeSpec
 from sidepath.models import create_model
 from sidepath.sinks.base import SourceRef, utc_now
 from sidepath.worker.config import EngineConfig
-from sidepath.worker.engine import Engine
-from sidepath.worker.inflight import Completion, Inflight, error_result, ok_result
-from sidepath.worker.metrics import build_metrics
-from sidepath.worker.request import parse_request
-from sidepath.worker.stages import DecodeStage, Failures
+from sidepath.worker.engine.inflight import Completion, Inflight, error_result, ok_result
+from sidepath.worker.engine.poll_loop import Engine
+from sidepath.worker.engine.request import parse_request
+from sidepath.worker.engine.stages import DecodeStage, Failures
+from sidepath.worker.ops.metrics import build_metrics
 
 TP = ("in", 0)
 

@@ -8,15 +8,15 @@ import queue
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidepath.core.errors import FetchError
 from sidepath.decoders.address_guard import AddressGuard
 from sidepath.decoders.local_fetch import LocalFiles
 from sidepath.models import create_model
 from sidepath.sinks.base import SourceRef
-from sidepath.worker.errors import FetchError
-from sidepath.worker.inflight import Inflight
-from sidepath.worker.metrics import build_metrics
-from sidepath.worker.request import parse_request
-from sidepath.worker.stages import Failures
+from sidepath.worker.engine.inflight import Inflight
+from sidepath.worker.engine.request import parse_request
+from sidepath.worker.engine.stages import Failures
+from sidepath.worker.ops.metrics import build_metrics
 
 
 def _fail_one(exc: BaseException):
@@ -40,7 +40,7 @@ def test_resolved_internal_address_stays_in_the_log(caplog):
     # the resolver is a fake: nothing connects
     guard = AddressGuard.create([], resolver=lambda host, port: ["127.0.0.2"])
     exc = _raised(lambda: guard.resolve("media.test", 80))
-    with caplog.at_level(logging.WARNING, logger="sidepath.worker.stages"):
+    with caplog.at_level(logging.WARNING, logger="sidepath.worker.engine.stages"):
         result, letter = _fail_one(exc)
     assert "media.test resolves to a loopback address" in result.msg
     assert "127.0.0.2" not in result.msg and "127.0.0.2" not in letter.error
@@ -53,7 +53,7 @@ def test_configured_file_roots_stay_in_the_log(tmp_path, caplog):
     (tmp_path / "elsewhere.jpg").write_bytes(b"x")
     files = LocalFiles([root], max_bytes=1000)
     exc = _raised(lambda: files.fetch("../elsewhere.jpg"))
-    with caplog.at_level(logging.WARNING, logger="sidepath.worker.stages"):
+    with caplog.at_level(logging.WARNING, logger="sidepath.worker.engine.stages"):
         result, letter = _fail_one(exc)
     assert "outside decode.file_roots" in result.msg
     assert "media-root-folder" not in result.msg and str(tmp_path) not in result.msg

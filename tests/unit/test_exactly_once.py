@@ -4,11 +4,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidepath.core.errors import TransientSinkError
 from sidepath.sinks.base import Result
 from sidepath.sinks.kafka_transaction import TransactionOutcomeUnknown
-from sidepath.worker.errors import TransientSinkError
-from sidepath.worker.exactly_once import HeldResults
-from sidepath.worker.offsets import OffsetTracker
+from sidepath.worker.engine.exactly_once import HeldResults
+from sidepath.worker.engine.offsets import OffsetTracker
 
 
 class Recorder:

@@ -6,10 +6,10 @@ import ipaddress
 
 import pytest
 
+from sidepath.core.errors import ConfigError, FetchError
 from sidepath.decoders.address_guard import AddressGuard, forbidden_reason
 from sidepath.decoders.inline import decode_inline
 from sidepath.decoders.refs import classify_ref, shown
-from sidepath.worker.errors import ConfigError, FetchError
 
 
 @pytest.mark.parametrize("ref, kind", [

@@ -1,9 +1,9 @@
-"""After start-up the collector leaves start-up objects alone and runs less often (worker/gc_tuning.py)."""
+"""After start-up the collector leaves start-up objects alone and runs less often (worker/engine/gc_tuning.py)."""
 from __future__ import annotations
 
 import gc
 
-from sidepath.worker.gc_tuning import YOUNG_THRESHOLD, settle_after_startup
+from sidepath.worker.engine.gc_tuning import YOUNG_THRESHOLD, settle_after_startup
 
 
 def test_start_up_objects_are_frozen_and_young_collections_are_rarer():

@@ -6,10 +6,10 @@ import struct
 import numpy as np
 import pytest
 
+from sidepath.core.errors import DecodeError
 from sidepath.decoders.image import resize_center_crop, resize_letterbox, resize_max_side, to_float_chw
 from sidepath.decoders.image_decode import decode_image, reduced_factor
 from sidepath.decoders.image_header import ImageInfo, sniff_image
-from sidepath.worker.errors import DecodeError
 from tests.fixtures.media import make_image, make_png_bomb, marker_quadrant
 
 BIG = 64_000_000

@@ -40,4 +40,4 @@ def _constructions(path: Path) -> list[tuple[int, bool]]:
 def test_every_kafka_client_is_built_with_librdkafka_logging(package):
     bad = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / package).rglob("*.py"))
            for line, ok in _constructions(path) if not ok]
-    assert not bad, f"build these with {{**librdkafka_logging(), ...}} (sidepath.worker.logs): {bad}"
+    assert not bad, f"build these with {{**librdkafka_logging(), ...}} (sidepath.worker.ops.log_format): {bad}"

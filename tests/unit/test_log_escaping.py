@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import logging
 
-from sidepath.worker.logs import TextFormatter
+from sidepath.worker.ops.log_format import TextFormatter
 
 
 def _text_log(msg: str, *args: object, **extra: object) -> str:
@@ -36,7 +36,7 @@ def test_plain_text_and_unicode_are_unchanged():
 def test_json_logs_escape_c1_controls_too():
     import json
 
-    from sidepath.worker.logs import JsonFormatter
+    from sidepath.worker.ops.log_format import JsonFormatter
     record = logging.LogRecord("sidepath.x", logging.WARNING, __file__, 1, "bad %s", ("a\x9b2Jb\u2028c\nd",), None)
     line = JsonFormatter().format(record)
     assert "\n" not in line and "\x9b" not in line and "\u2028" not in line

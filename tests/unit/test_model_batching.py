@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError
 from sidepath.decoders.base import Media
 from sidepath.models import batching, create_model
 from sidepath.models.batching import batch_sizes, choose_batch, time_batches
-from sidepath.worker.errors import ConfigError
 
 ATOL = 1e-5
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError
 from sidepath.models import apply_memory_budget, gpu_memory_used, pick_device, resolve_precision
 from sidepath.models.device import parse_quantity
-from sidepath.worker.errors import ConfigError
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError, FatalError, ModelError
 from sidepath.decoders.base import Media
 from sidepath.models import create_model
-from sidepath.worker.errors import ConfigError, FatalError, ModelError
 
 FAILING = "sidepath.models.testing:FailingModel"
 

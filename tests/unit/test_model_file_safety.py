@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError, FatalError
 from sidepath.models import create_model
 from sidepath.models.model_file import load_program
 from sidepath.models.parts import split_file
-from sidepath.worker.errors import ConfigError, FatalError
 
 
 class _WritesCanary:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError, ModelError
 from sidepath.decoders.base import Media
 from sidepath.models.frames import FrameModel, PreparedFrames
 from sidepath.models.outputs import aggregate, summarise
 from sidepath.models.preprocess import cv2_resize_frames, parse_size, resize_frames
-from sidepath.worker.errors import ConfigError, ModelError
 
 
 class ChannelMeanModel(FrameModel):

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidepath.core.errors import ConfigError, FatalError
 from sidepath.models.parts import merge_parts, parse_part_size, read_manifest, split_file
-from sidepath.worker.cli_models import model as model_cli
-from sidepath.worker.errors import ConfigError, FatalError
+from sidepath.worker.cli.models import model as model_cli
 
 
 def _run(*args: str):

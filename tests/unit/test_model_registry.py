@@ -7,10 +7,10 @@ from importlib.metadata import EntryPoint
 import pytest
 from click.testing import CliRunner
 
+from sidepath.core.errors import ConfigError
 from sidepath.models import ModelBase, available_models, create_model
 from sidepath.models.registry import ENTRY_POINT_GROUP, model_class
 from sidepath.models.testing import FailingModel
-from sidepath.worker.errors import ConfigError
 
 BUILT_INS = ("noop", "fingerprint", "embedding", "torchscript")
 
@@ -110,7 +110,7 @@ def test_subclasses_keep_the_base_signature():
 
 
 def test_models_command_lists_each_model_with_its_options():
-    from sidepath.worker.cli import cli
+    from sidepath.worker.cli.main import cli
 
     r = CliRunner().invoke(cli, ["models"])
     assert r.exit_code == 0, r.output

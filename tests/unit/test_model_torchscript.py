@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
+from sidepath.core.errors import ConfigError, FatalError, ModelError
 from sidepath.decoders.base import Media
 from sidepath.decoders.image import resize_letterbox, to_float_chw
 from sidepath.models import create_model
 from sidepath.models.parts import split_file
-from sidepath.worker.errors import ConfigError, FatalError, ModelError
 
 ATOL = 1e-5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

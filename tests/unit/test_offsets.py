@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidepath.worker.offsets import OffsetTracker
+from sidepath.worker.engine.offsets import OffsetTracker
 
 TP = ("t", 0)
 

@@ -1,4 +1,4 @@
-"""Pure logic of worker/pacing.py: token buckets, run windows, the pacer's reasons, the live probe."""
+"""Pure logic of worker/engine/pacing.py: token buckets, run windows, the pacer's reasons, the live probe."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sidepath.worker.errors import ConfigError
-from sidepath.worker.pacing import LiveLagProbe, Pacer, TokenBucket, parse_run_window
+from sidepath.core.errors import ConfigError
+from sidepath.core.run_window import parse_run_window
+from sidepath.worker.engine.pacing import LiveLagProbe, Pacer, TokenBucket
 
 
 class Clock:
@@ -131,7 +132,7 @@ def test_config_show_states_the_group_budget(tmp_path) -> None:
 
     from click.testing import CliRunner
 
-    from sidepath.worker.cli import cli
+    from sidepath.worker.cli.main import cli
 
     cfg = tmp_path / "sidepath.toml"
     cfg.write_text('[service]\nregion = "hk"\n[engine]\nmax_messages_per_s = 20\n[deploy.replicas]\nhk = 3\n')
@@ -146,7 +147,7 @@ def test_config_show_states_the_group_budget(tmp_path) -> None:
 def test_max_rate_below_zero_is_a_usage_error() -> None:
     from click.testing import CliRunner
 
-    from sidepath.worker.cli import cli
+    from sidepath.worker.cli.main import cli
 
     out = CliRunner().invoke(cli, ["run", "--max-rate", "-1"])
     assert out.exit_code == 2 and "--max-rate" in out.output

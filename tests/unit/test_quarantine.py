@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from sidepath.core.errors import ConfigError
 from sidepath.worker.config import load_config
-from sidepath.worker.errors import ConfigError
+from sidepath.worker.engine.offsets import OffsetTracker
+from sidepath.worker.engine.quarantine import WorkerKilled, _Record, parse_record
 from sidepath.worker.kafka_config import consumer_config
-from sidepath.worker.offsets import OffsetTracker
-from sidepath.worker.quarantine import WorkerKilled, _Record, parse_record
 
 
 def test_a_record_survives_the_commit_metadata_round_trip():

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from sidepath.core.errors import BadRequest
 from sidepath.sinks.base import SourceRef
-from sidepath.worker.errors import BadRequest
-from sidepath.worker.request import parse_request
+from sidepath.worker.engine.request import parse_request
 
 SRC = SourceRef("t", 0, 7)
 

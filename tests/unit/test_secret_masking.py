@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidepath.core.errors import ConfigError
+from sidepath.core.masking import is_secret_key, mask_url
 from sidepath.decoders.refs import shown
 from sidepath.worker.config import load_config, masked
-from sidepath.worker.errors import ConfigError
-from sidepath.worker.masking import is_secret_key, mask_url
 
 # "§" appears nowhere else in the generated URLs: a secret found in the output is a leak,
 # not a coincidence with a host or path

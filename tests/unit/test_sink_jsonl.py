@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from sidepath.core.errors import ConfigError, TransientSinkError
 from sidepath.sinks import open_dead_letter_sink, open_sink, read_letters, read_results
 from sidepath.sinks.base import DeadLetter, Result, SourceRef
 from sidepath.sinks.jsonl import path_of_file_url, read_lines
 from sidepath.sinks.jsonl_file import AppendOnlyFile, segments
-from sidepath.worker.errors import ConfigError, TransientSinkError
 
 
 def result(i: int, *, model: str = "age", msg: str = "", payload: str = "") -> Result:
@@ -82,7 +82,7 @@ _WRITER = textwrap.dedent("""
     import resource, signal, sys
     from sidepath.sinks import open_sink
     from sidepath.sinks.base import Result
-    from sidepath.worker.errors import TransientSinkError
+    from sidepath.core.errors import TransientSinkError
     limit = int(sys.argv[2])
     if limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # get EFBIG instead of being killed

@@ -8,12 +8,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from sidepath.core.errors import ConfigError
 from sidepath.sinks import DeadLetterSink, Sink, open_dead_letter_sink, open_sink, sink_schemes
 from sidepath.sinks.kafka import KafkaSink, producer_config_of_url
 from sidepath.sinks.sql_schema import results_table
 from sidepath.sinks.sql_upsert import upsert_statement
 from sidepath.sinks.url import parse_bytes, scheme_of
-from sidepath.worker.errors import ConfigError
 
 
 def test_unknown_scheme_names_the_choices():

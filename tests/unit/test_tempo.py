@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError, ModelError
 from sidepath.decoders.base import Media
 from sidepath.models.base import Model
 from sidepath.models.tempo import SAMPLE_RATE, TempoModel, pad_clips
-from sidepath.worker.errors import ConfigError, ModelError
 
 SR = SAMPLE_RATE
 

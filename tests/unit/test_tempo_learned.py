@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from sidepath.core.errors import ConfigError
 from sidepath.models.tempo import SAMPLE_RATE, TempoModel
 from sidepath.models.tempo_net import (
     FEATURES,
@@ -22,7 +23,6 @@ from sidepath.models.tempo_net import (
     load_net,
     log_mel,
 )
-from sidepath.worker.errors import ConfigError
 from tests.unit.test_tempo import click_track, run, run_padded
 
 SR = SAMPLE_RATE

@@ -1,0 +1,405 @@
+"""Crash quarantine: a message that kills the process must not stop its partition for good.
+
+The durable record is the metadata of the group's committed offsets (it travels
+with the partition to whichever member owns it next; see docs/reliability.md,
+"Crash quarantine").  Per partition, beside the commit time ``t``, ``q`` holds:
+
+    hi   offsets [committed, hi) may be in flight (written, with a synchronous
+         commit, before any message at or past the old ``hi`` starts)
+    s    end of a suspect range still to be processed in isolation
+    k    {offset: crashes} of suspects that were alone in flight at a crash
+    iso  the offset alone in flight now (marked before it starts), and ``st`` its stage
+
+A worker that is assigned a partition whose committed offset lies below
+``hi`` (or ``s``) knows its predecessor died with those offsets in flight: it
+holds back every message it consumes, waits until nothing is in flight, then
+starts the suspects one at a time, each marked before it starts.  A suspect
+marked ``iso`` at a crash counts one crash; one that reaches ``max_crashes``
+gets an error result for every model and a dead letter instead of running
+again.  Clean shutdowns and revokes write no ``hi`` and no ``iso``, so they
+leave no suspects (an unfinished isolation range is kept).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from sidepath.core.errors import MessageError
+from sidepath.core.logs import Throttle
+from sidepath.worker.engine.offsets import TP
+
+if TYPE_CHECKING:
+    from sidepath.worker.engine.inflight import Inflight
+
+__all__ = ["Quarantine", "WorkerKilled", "parse_record"]
+
+log = logging.getLogger(__name__)
+
+#: held-back messages per partition before that partition is paused (its fetch resumes after isolation)
+HOLD_CAP = 500
+
+
+class WorkerKilled(MessageError):
+    """The worker died (signal, out of memory) each time it processed this message."""
+
+    def __init__(self, stage: str, crashes: int) -> None:
+        self.stage = stage
+        super().__init__(f"the worker was killed while processing this message {crashes} times "
+                         "(signal or out of memory); not retried")
+
+
+@dataclass
+class _Record:
+    """What the committed metadata of one partition says (and, once committed, what this worker wrote)."""
+
+    hi: int | None = None
+    s: int | None = None
+    k: dict[int, int] = field(default_factory=dict)
+    iso: int | None = None
+    st: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.hi is not None:
+            out["hi"] = self.hi
+        if self.s is not None:
+            out["s"] = self.s
+            if self.k:
+                out["k"] = {str(o): n for o, n in self.k.items()}
+        if self.iso is not None:
+            out["iso"], out["st"] = self.iso, self.st
+        return out
+
+
+def parse_record(metadata: str | None) -> _Record:
+    """The quarantine part of a commit's metadata; an empty record for anything else (older commits)."""
+    try:
+        q = json.loads(metadata or "{}").get("q") or {}
+        return _Record(hi=_int(q.get("hi")), s=_int(q.get("s")),
+                       k={int(o): int(n) for o, n in (q.get("k") or {}).items()},
+                       iso=_int(q.get("iso")), st=str(q.get("st") or "infer"))
+    except (ValueError, TypeError, AttributeError):
+        return _Record()
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+class Quarantine:
+    """Engine hooks (all on the poll thread): ``assigned``, ``revoked``, ``filter``, ``before_start``,
+    ``metadata``, ``close``.  Disabled (every hook a no-op) when ``max_crashes`` is 0."""
+
+    def __init__(self, engine: Any, *, max_crashes: int) -> None:
+        # engine: the poll loop's Engine (which imports this module: not the class, no cycle)
+        self.engine, self.max_crashes = engine, max_crashes
+        self.enabled = max_crashes > 0
+        self.records: dict[TP, _Record] = {}          # durable state, as last committed
+        self.suspects: dict[TP, int] = {}             # partition -> end of its suspect range
+        self.held: dict[TP, deque[Any]] = {}          # messages consumed while isolating, not started
+        self.paused: set[TP] = set()                  # paused by us (too much held back)
+        self.iso: Inflight | None = None              # the message alone in flight
+        self._warn = Throttle()
+        self.isolated = 0                             # messages run alone (for the summary)
+        self._stages: dict[TP, dict[int, str]] = {}   # the stage each suspect last reached
+        self.iso_pending = False                      # filter() handed out a suspect: start() runs it alone
+        self.parked: list[Inflight] = []              # taken, not started: their record did not commit yet
+
+    @property
+    def active(self) -> bool:
+        return bool(self.suspects)
+
+    @property
+    def busy(self) -> bool:
+        """Holding messages back: an --until-end run is not finished."""
+        return self.active or any(self.held.values())
+
+    # ---- rebalance -------------------------------------------------------------
+    def assigned(self, committed: list[TopicPartition]) -> None:
+        """After incremental_assign: read each partition's record; suspects start isolation."""
+        if not self.enabled:
+            return
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            rec = parse_record(tp.metadata)
+            c = tp.offset if tp.offset >= 0 else None
+            end = max(rec.hi or -1, rec.s or -1)
+            if c is None or end <= c:
+                self.records[key] = _Record()
+                if self.active:
+                    self._hold_partition(key)
+                continue
+            counts = {o: n for o, n in rec.k.items() if o >= c}
+            if rec.iso is not None and rec.iso >= c:
+                counts[rec.iso] = counts.get(rec.iso, 0) + 1
+                log.warning("the worker died while processing %s[%d] offset %d alone (%s stage; crash %d of %d)",
+                            key[0], key[1], rec.iso, rec.st, counts[rec.iso], self.max_crashes,
+                            extra={"topic": key[0], "partition": key[1], "offset": rec.iso})
+            self.records[key] = _Record(s=end, k=counts)
+            self._stages[key] = {rec.iso: rec.st} if rec.iso is not None else {}
+            self.suspects[key] = end
+            log.warning("%s[%d]: offsets %d..%d were in flight when the previous owner died; processing them "
+                        "one at a time", key[0], key[1], c, end - 1,
+                        extra={"topic": key[0], "partition": key[1], "offset": c})
+
+    def held_count(self, key: TP) -> int:
+        q = self.held.get(key)
+        return len(q) if q else 0
+
+    def revoked(self, keys: list[TP]) -> None:
+        """After the revoke's commit: a revoke is no crash, so no ``hi`` and no ``iso``; the suspect
+        range (if any) stays for the next owner."""
+        if not self.enabled:
+            return
+        dirty = []
+        for k in keys:
+            rec = self.records.get(k)
+            if rec is not None and (rec.hi is not None or rec.iso is not None):
+                rec.hi, rec.iso = None, None
+                dirty.append(k)
+        if dirty:
+            self.commit(dirty)
+
+    def forget(self, keys: list[TP]) -> None:
+        """After the revoke (or a loss): nothing of these partitions is ours any more."""
+        for k in keys:
+            self.records.pop(k, None)
+            self.suspects.pop(k, None)
+            self.held.pop(k, None)
+            self.paused.discard(k)
+            if self.iso is not None and self.iso.tp == k:
+                self.iso = None
+        if not self.suspects:
+            self._end_isolation()
+
+    # ---- the poll loop ---------------------------------------------------------
+    def consume_wait_s(self, normal_s: float) -> float:
+        """While isolating, consume() must not block: the loop is waiting for one completion."""
+        return 0.0 if self.enabled and self.active else normal_s
+
+    def filter(self, msgs: list[Any]) -> list[Any]:
+        """While isolating: hold back what was consumed, and hand out at most one suspect at a time."""
+        if not self.enabled:
+            return msgs
+        if not self.active and not any(self.held.values()):
+            if self.paused:
+                self._cap_held()                   # resume what was paused for holding too much
+            return msgs
+        out = []
+        tracker = self.engine.tracker
+        for m in msgs:
+            if m.error() is not None:
+                out.append(m)
+                continue
+            key = (m.topic(), m.partition())
+            if not tracker.owns(key):
+                continue
+            tracker.add(key, m.offset())       # never commit past a held message
+            self.held.setdefault(key, deque()).append(m)
+        self._cap_held()
+        if self.active:
+            if self.engine.inflight:
+                return out
+            self.iso, self.iso_pending = None, False
+            while self.suspects:
+                found, m = self._next_suspect()
+                if found is None:
+                    return out
+                if m is None:
+                    continue                       # that partition's range is done; look again
+                crashes = self.records[found].k.get(m.offset(), 0)
+                if crashes >= self.max_crashes:
+                    self._give_up(m, crashes)
+                    continue
+                self.iso_pending = True
+                return out + [m]
+            self._end_isolation()
+        # isolation over: what was held back goes, in order, as the in-flight cap leaves room
+        room = max(0, self.engine.limits.max_inflight_messages - len(self.engine.inflight))
+        released: list[Any] = []
+        while room > len(released) and any(self.held.values()):
+            for q in self.held.values():
+                if q and room > len(released):
+                    released.append(q.popleft())
+        if not any(self.held.values()):
+            self.held.clear()
+        return out + released
+
+    def _next_suspect(self) -> tuple[TP | None, Any]:
+        """(partition, its next held suspect); (partition, None) when that partition's range is done;
+        (None, None) when no suspect has been fetched yet."""
+        for key, end in list(self.suspects.items()):
+            q = self.held.get(key)
+            if q:
+                if q[0].offset() < end:
+                    return key, q.popleft()
+                self._range_done(key)
+                return key, None
+            try:
+                pos = self.engine.consumer.position([TopicPartition(*key)])[0].offset
+            except KafkaException:
+                pos = -1
+            if pos >= end:
+                self._range_done(key)
+                return key, None
+        return None, None
+
+    def _range_done(self, key: TP) -> None:
+        self.suspects.pop(key, None)
+        rec = self.records.get(key)
+        if rec is not None:
+            rec.s, rec.k = None, {}
+        log.info("%s[%d]: the suspect range is done; back to normal processing", *key)
+
+    def _give_up(self, m: Any, crashes: int) -> None:
+        """An error result for every model and a dead letter, instead of running it again."""
+        key = (m.topic(), m.partition())
+        stage = self._stages.get(key, {}).get(m.offset(), "infer")
+        for inf in self.engine._take([m]):
+            self.engine.failures.fail(inf, stage, WorkerKilled(stage, crashes))
+
+    def _cap_held(self) -> None:
+        """Pause a partition with too much held back; resume it (after isolation) once it is half gone."""
+        full = [k for k, q in self.held.items() if len(q) >= HOLD_CAP]
+        if full:
+            self.engine.consumer.pause([TopicPartition(*k) for k in full])
+            self.paused.update(full)
+        if not self.active and not self.engine.paused:
+            low = [k for k in self.paused if self.held_count(k) < HOLD_CAP // 2]
+            if low:
+                self.engine.consumer.resume([TopicPartition(*k) for k in low])
+                self.paused.difference_update(low)
+
+    def _hold_partition(self, key: TP) -> None:
+        self.held.setdefault(key, deque())
+
+    def _end_isolation(self) -> None:
+        """Partitions paused for holding too much resume as their backlog drains (``_cap_held``)."""
+        self.iso = None
+
+    def before_start(self, taken: list[Inflight]) -> bool:
+        """Make durable that these messages are about to start (a synchronous commit), before they do."""
+        if not self.enabled or not taken:
+            return True
+        changed: set[TP] = set()
+        if self.active and self.iso_pending and len(taken) == 1:
+            inf = taken[0]
+            self.iso = inf
+            rec = self.records.setdefault(inf.tp, _Record())
+            rec.iso, rec.st = inf.source.offset, "decode" if not self.engine.decode_stage.inline else "infer"
+            self._stages.setdefault(inf.tp, {})[inf.source.offset] = rec.st
+            changed.add(inf.tp)
+        else:
+            for inf in taken:
+                rec = self.records.setdefault(inf.tp, _Record())
+                if rec.hi is None or inf.source.offset >= rec.hi:
+                    rec.hi = inf.source.offset + 1
+                    changed.add(inf.tp)
+        # other partitions' records ride along (their iso, if any, is finished)
+        for k, rec in self.records.items():
+            if rec.iso is not None and k not in changed:
+                rec.iso = None
+                changed.add(k)
+        return self.commit(changed)
+
+    def start(self, taken: list[Inflight]) -> None:
+        """Mark ``taken`` durably, then start them.  A suspect runs alone: fetch and decode on this
+        thread, so that its stage is on record (``infer`` once decoded) before the model sees it."""
+        stage = self.engine.decode_stage
+        if not self.enabled:
+            if taken:
+                stage.submit(taken)
+            return
+        if self.parked:         # their record failed to commit (a rebalance): try again, first
+            inflight = self.engine.inflight
+            taken = [inf for inf in self.parked if inflight.get(inf.source) is inf] + taken
+            self.parked = []
+        if not taken:
+            return
+        if not self.before_start(taken):
+            # never start a message without its record: a killer among them would crash-loop unseen
+            self.parked = taken
+            return
+        if self.iso_pending:
+            self.iso_pending = False
+            self.isolated += 1
+        if self.iso is None or taken[0] is not self.iso:
+            stage.submit(taken)
+            return
+        inf = self.iso
+        if stage.inline:
+            stage.submit(taken)
+            return
+        media = stage._run(inf)
+        if media is None:
+            return                              # failed and dead-lettered at fetch or decode
+        rec = self.records.get(inf.tp)
+        if rec is not None and rec.iso == inf.source.offset:
+            rec.st = "infer"
+            self._stages.setdefault(inf.tp, {})[inf.source.offset] = "infer"
+            self.commit({inf.tp})
+        stage._prepare([inf], [media])
+
+    # ---- commits ---------------------------------------------------------------
+    def metadata(self, key: TP, base: str) -> str:
+        """The commit metadata of ``key``: the engine's (commit time) plus the quarantine record."""
+        rec = self.records.get(key) if self.enabled else None
+        if rec is None:
+            return base
+        q = rec.to_json()
+        if not q:
+            return base
+        doc = json.loads(base)
+        doc["q"] = q
+        return json.dumps(doc, separators=(",", ":"))
+
+    def commit(self, keys: set[TP] | list[TP]) -> bool:
+        """Commit the safe offset of ``keys`` with their records, synchronously."""
+        from sidepath.worker.jobs.lag import commit_metadata
+
+        eng = self.engine
+        base = commit_metadata()
+        tps = []
+        for k in keys:
+            off = eng.tracker.safe_offset(k)
+            if off is None:
+                continue
+            tps.append(TopicPartition(k[0], k[1], off, metadata=self.metadata(k, base)))
+        if not tps:
+            return True
+        try:
+            eng.consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            eng.metrics.commit_failures.inc()
+            if self._warn.due("commit"):
+                log.warning("quarantine commit failed (%s); the messages wait until their crash record "
+                            "is committed", exc.args[0])
+            return False
+        for tp in tps:
+            eng.tracker.mark_committed((tp.topic, tp.partition), tp.offset)
+        return True
+
+    def drop_parked(self) -> None:
+        """Shutting down: messages that never started are not waited for (they stay uncommitted)."""
+        inflight = self.engine.inflight
+        for inf in self.parked:
+            if inflight.get(inf.source) is inf:
+                del inflight[inf.source]
+                self.engine._release(inf)
+        self.parked = []
+
+    def close(self) -> None:
+        """Clean shutdown: no ``hi``, no ``iso`` (an unfinished suspect range is kept)."""
+        if not self.enabled:
+            return
+        dirty = [k for k, rec in self.records.items() if rec.hi is not None or rec.iso is not None]
+        for k in dirty:
+            self.records[k].hi, self.records[k].iso = None, None
+        if dirty:
+            self.commit(dirty)
+
