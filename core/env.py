@@ -11,10 +11,15 @@ import typing
 from sidepath.core.errors import ConfigError
 from sidepath.core.masking import mask_url
 
-__all__ = ["expand_env"]
+__all__ = ["env_names", "expand_env"]
 
 
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def env_names(text: str) -> list[str]:
+    """The ``VAR`` of every ``${VAR}`` placeholder in ``text``, in order."""
+    return _ENV_REF.findall(text)
 
 
 def expand_env(url: str, environ: typing.Mapping[str, str] | None = None) -> str:

@@ -70,14 +70,15 @@ class Fetcher:
                                                   requests_per_s=max_requests_per_s_per_host))
 
     @classmethod
-    def from_config(cls, decode: Any, **overrides: Any) -> Fetcher:
-        """Build from ``Config.decode`` (a ``DecodeConfig``); keyword overrides win."""
+    def from_config(cls, decode: Any, *, threads: int, **overrides: Any) -> Fetcher:
+        """Build from ``Config.decode`` (a ``DecodeConfig``); ``threads``: the decode threads that
+        share it (the resolved count, not 0 for automatic), so each may keep a connection per host
+        without the pool discarding it.  Keyword overrides win."""
         opts = dict(max_bytes=decode.max_bytes, timeout_s=decode.timeout_s, retries=decode.retries,
                     allow_hosts=list(decode.allow_hosts), allow_private=decode.allow_private,
                     file_roots=list(decode.file_roots), max_pixels=decode.max_pixels,
-                    pool_size=max(2, int(getattr(decode, "threads", 2))),
-                    max_connections_per_host=getattr(decode, "max_connections_per_host", 0),
-                    max_requests_per_s_per_host=getattr(decode, "max_requests_per_s_per_host", 0.0))
+                    pool_size=max(2, threads), max_connections_per_host=decode.max_connections_per_host,
+                    max_requests_per_s_per_host=decode.max_requests_per_s_per_host)
         opts.update(overrides)
         return cls(**opts)
 

@@ -41,7 +41,7 @@ import numpy as np
 from sidepath.core.errors import ConfigError
 
 __all__ = ["HWACCEL_CHOICES", "resolve_hwaccel", "nvdec_problem", "hwaccel_for", "device_failed",
-           "note_hw_decode", "note_sw_retry", "stats", "reset_for_tests"]
+           "note_hw_decode", "note_sw_retry", "stats"]
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +207,3 @@ def stats() -> dict[str, Any]:
     with _lock:
         return {**_counts, "given_up": _broken}
 
-
-def reset_for_tests() -> None:
-    global _broken
-    with _lock:
-        _broken = None
-        for k in _counts:
-            _counts[k] = 0
-    nvdec_problem.cache_clear()

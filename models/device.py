@@ -13,6 +13,7 @@ import re
 import torch
 
 from sidepath.core.errors import ConfigError
+from sidepath.models.precisions import PRECISIONS
 
 __all__ = [
     "pick_device", "resolve_precision", "apply_memory_budget", "gpu_memory_used",
@@ -21,7 +22,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .tempo_masked import frame_mask, masked_max
-from .tempo_onset import OnsetConfig, mel_filterbank
+from .tempo_onset import OnsetConfig, mel_filterbank, stft_power
 
 __all__ = ["FEATURES", "WEIGHTS", "BeatTCN", "NetConfig", "load_net", "log_mel", "save_net"]
 
@@ -48,14 +48,7 @@ def log_mel(audio: torch.Tensor, lengths: torch.Tensor, mel: torch.Tensor,
     """(B, M, T) log-mel in [0, 1] (0 is ``floor_db`` under the clip's peak), zero on padded
     frames, and the valid frame count per clip (B,).  Framing as ``tempo_onset``: frame t is
     centred on sample ``t * hop``; a clip alone has exactly ``valid`` frames."""
-    half = cfg.n_fft // 2
-    if audio.shape[1] < half + 1:
-        audio = torch.nn.functional.pad(audio, (0, half + 1 - audio.shape[1]))
-    left = audio[:, 1:half + 1].flip(-1)
-    padded = torch.cat([left, audio, audio.new_zeros(audio.shape[0], half)], dim=1)
-    window = torch.hann_window(cfg.n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
-    spec = torch.stft(padded, cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
-    power = spec.real.square() + spec.imag.square()
+    power = stft_power(audio, cfg)
     db = 10.0 * torch.log10(torch.matmul(mel.to(power.dtype), power).clamp(min=1e-10))
     valid = torch.div(lengths, cfg.hop, rounding_mode="floor") + 1
     mask = frame_mask(valid, db.shape[-1])

@@ -16,7 +16,7 @@ import torch
 
 from .tempo_masked import frame_mask, masked_max
 
-__all__ = ["OnsetConfig", "mel_filterbank", "onset_envelope"]
+__all__ = ["OnsetConfig", "mel_filterbank", "onset_envelope", "stft_power"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,19 @@ def mel_filterbank(cfg: OnsetConfig) -> torch.Tensor:
     return tri * (2.0 / (right - left))
 
 
+def stft_power(audio: torch.Tensor, cfg: OnsetConfig) -> torch.Tensor:
+    """(B, F, T) STFT power of ``audio`` (B, N); frame t is centred on sample ``t * hop`` (reflected
+    at the start, zeros past the end), so a clip alone and in a padded batch get the same frames."""
+    half = cfg.n_fft // 2
+    if audio.shape[1] < half + 1:
+        audio = torch.nn.functional.pad(audio, (0, half + 1 - audio.shape[1]))
+    left = audio[:, 1:half + 1].flip(-1)
+    padded = torch.cat([left, audio, audio.new_zeros(audio.shape[0], half)], dim=1)
+    window = torch.hann_window(cfg.n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
+    spec = torch.stft(padded, cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
+    return spec.real.square() + spec.imag.square()
+
+
 def onset_envelope(audio: torch.Tensor, lengths: torch.Tensor, cfg: OnsetConfig,
                    mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Spectral flux per frame.
@@ -68,14 +81,7 @@ def onset_envelope(audio: torch.Tensor, lengths: torch.Tensor, cfg: OnsetConfig,
     envelope (B, T), zero on padded frames, and the valid frame count per clip
     (B,).  Frame t is centred on sample ``t * hop``.
     """
-    half = cfg.n_fft // 2
-    if audio.shape[1] < half + 1:
-        audio = torch.nn.functional.pad(audio, (0, half + 1 - audio.shape[1]))
-    left = audio[:, 1:half + 1].flip(-1)
-    padded = torch.cat([left, audio, audio.new_zeros(audio.shape[0], half)], dim=1)
-    window = torch.hann_window(cfg.n_fft, periodic=True, device=audio.device, dtype=audio.dtype)
-    spec = torch.stft(padded, cfg.n_fft, cfg.hop, window=window, center=False, return_complex=True)
-    power = spec.real.square() + spec.imag.square()                  # (B, F, T)
+    power = stft_power(audio, cfg)                                   # (B, F, T)
     mel_power = torch.matmul(mel.to(power.dtype), power)             # (B, M, T)
     db = 10.0 * torch.log10(mel_power.clamp(min=1e-10))
     valid = torch.div(lengths, cfg.hop, rounding_mode="floor") + 1

@@ -27,7 +27,7 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import quote
 
-from sidepath.core.env import expand_env
+from sidepath.core.env import env_names, expand_env
 from sidepath.core.errors import ConfigError
 from sidepath.core.masking import mask_url
 from sidepath.sinks.base import DeadLetterSink, Sink
@@ -69,13 +69,12 @@ def _factories(group: str, builtin: dict[str, str]) -> dict[str, Callable[[], Ca
 
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*@)?(.*)$", re.S)
-_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
 def expand_url(url: str, *, key: str = "sinks.urls") -> str:
     """Fill ``${VAR}``s from the environment; in ``user:password@`` the value is
     percent-encoded, so a password may hold any character (``@``, ``/``, ``%``)."""
-    for name in _ENV_REF.findall(url):
+    for name in env_names(url):
         if name not in os.environ:
             raise ConfigError(key, mask_url(url), f"environment variable {name} is not set; "
                                                   "export it (secrets come from the environment only)")

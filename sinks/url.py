@@ -58,9 +58,6 @@ class SinkOptions:
     def _fail(self, fix: str) -> NoReturn:
         raise ConfigError(self.key, mask_url(self.url), fix)
 
-    def has(self, name: str) -> bool:
-        return name in self._left
-
     def text(self, name: str, default: str) -> str:
         return self._left.pop(name, default)
 

@@ -22,6 +22,8 @@ from typing import Any
 from sidepath.core.errors import ConfigError
 from sidepath.core.masking import is_secret_key, mask_url
 from sidepath.core.run_window import parse_run_window
+from sidepath.models.batching import BATCH_TUNING
+from sidepath.models.precisions import PRECISIONS
 
 __all__ = ["Config", "load_config", "env_name", "masked", "to_toml", "describe_keys",
            "group_budget"]
@@ -295,11 +297,14 @@ def _apply_env(cfg: Config, environ: typing.Mapping[str, str]) -> None:
             setattr(owner, name, _coerce(key, raw, typ, from_env=True))
 
 
+#: allowed values; the models' own come from the (torch-free) modules that own them.  The decoders'
+#: are repeated here because importing sidepath.decoders loads OpenCV and PyAV (a quarter second on
+#: every CLI start); tests/unit/test_config.py keeps them equal to decoders/video.py and hwaccel.py.
 _CHOICES = {
     "kafka.auto_offset_reset": ("earliest", "latest", "error"),
     "kafka.security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    "model.precision": ("auto", "fp32", "fp16", "bf16"),
-    "model.batch_tuning": ("auto", "on", "off"),
+    "model.precision": PRECISIONS,
+    "model.batch_tuning": BATCH_TUNING,
     "decode.video_mode": ("exact", "fast", "keyframes"),
     "decode.hwaccel": ("none", "cuda", "auto"),
 }

@@ -29,10 +29,14 @@ MODES = ("exact", "fast", "keyframes")
 
 
 @pytest.fixture(autouse=True)
-def fresh_hwaccel_state():
-    hw.reset_for_tests()
+def fresh_hwaccel_state(monkeypatch):
+    """Each test starts from a process that has decoded nothing; monkeypatch puts the state back after."""
+    monkeypatch.setattr(hw, "_broken", None)
+    monkeypatch.setattr(hw, "_counts", dict.fromkeys(hw._counts, 0))
+    probe = hw.nvdec_problem             # a test may replace it; clear the real cache
+    probe.cache_clear()
     yield
-    hw.reset_for_tests()
+    probe.cache_clear()
 
 
 @pytest.fixture
@@ -246,7 +250,6 @@ def test_nvdec_counts_are_exported_as_metrics():
     """Operators see NVDEC falling back to the CPU (a throughput cliff) on /metrics."""
     from sidepath.worker.ops.metrics import build_metrics
 
-    hw.reset_for_tests()
     m = build_metrics()
     assert m.registry.get_sample_value("sidepath_nvdec_disabled") == 0
     hw.note_hw_decode(on_nvdec=True)
@@ -256,4 +259,3 @@ def test_nvdec_counts_are_exported_as_metrics():
     assert m.registry.get_sample_value("sidepath_nvdec_videos_total", {"how": "software"}) == 1
     assert m.registry.get_sample_value("sidepath_nvdec_device_failures_total") == 1
     assert m.registry.get_sample_value("sidepath_nvdec_disabled") == 1
-    hw.reset_for_tests()

@@ -35,7 +35,7 @@ def test_poison_in_every_stage_is_dead_lettered_and_later_messages_processed(
     ]
     produce(kafka_bootstrap, topic, values)
     cfg = worker_config(tmp_path, kafka_bootstrap, topic, **{
-        "model.name": "sidepath.models.testing:FailingModel", "model.max_batch": 16, "model.max_wait_ms": 200,
+        "model.name": "tests.failing_model:FailingModel", "model.max_batch": 16, "model.max_wait_ms": 200,
         "sinks.urls": [postgres_db.url, f"file://{tmp_path}/results.jsonl"]})
     stats = ThreadWorker(cfg, until_end=True).wait()
     assert stats["fatal"] is None and stats["done"] == len(values)

@@ -55,3 +55,15 @@ def test_exactly_once_needs_kafka_sinks_on_the_source_cluster():
         "kafka://u:${PW}@127.0.0.1:9093,127.0.0.1:9092/results?compression.type=zstd"
         "&security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512"]})
     assert cfg.sinks.exactly_once
+
+
+def test_allowed_values_are_the_owning_modules():
+    """config.py checks decode modes without importing the decoders (OpenCV, PyAV); the lists must not drift."""
+    from sidepath.decoders.hwaccel import HWACCEL_CHOICES
+    from sidepath.decoders.video import VIDEO_MODES
+    from sidepath.models.batching import BATCH_TUNING
+    from sidepath.models.device import PRECISIONS
+    from sidepath.worker.config import _CHOICES
+
+    assert _CHOICES["decode.video_mode"] == VIDEO_MODES and _CHOICES["decode.hwaccel"] == HWACCEL_CHOICES
+    assert _CHOICES["model.precision"] == PRECISIONS and _CHOICES["model.batch_tuning"] == BATCH_TUNING

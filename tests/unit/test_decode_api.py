@@ -25,10 +25,20 @@ def test_engine_signatures():
 
 def test_fetcher_from_config_takes_the_decode_section():
     cfg = DecodeConfig(max_bytes=1234, max_pixels=99, allow_hosts=["media.test"], file_roots=["/srv/media"])
-    fetcher = Fetcher.from_config(cfg, retries=0)
+    fetcher = Fetcher.from_config(cfg, threads=4, retries=0)
     assert (fetcher.max_bytes, fetcher.max_pixels, fetcher.retries) == (1234, 99, 0)
     assert fetcher.guard.allow_hosts == ("media.test",)
     assert [str(r) for r in fetcher.local.roots] == ["/srv/media"]
+
+
+def test_fetcher_from_config_keeps_the_per_host_limits_and_a_pool_per_thread():
+    cfg = DecodeConfig(max_connections_per_host=3, max_requests_per_s_per_host=2.5)
+    with Fetcher.from_config(cfg, threads=12) as fetcher:
+        assert (fetcher.http.limits.max_connections, fetcher.http.limits.requests_per_s) == (3, 2.5)
+        # one kept connection per decode thread and host: a smaller pool would discard them
+        assert fetcher.http.pool.connection_pool_kw["maxsize"] == 12
+    with Fetcher.from_config(cfg, threads=1) as fetcher:
+        assert fetcher.http.pool.connection_pool_kw["maxsize"] == 2
 
 
 @pytest.mark.parametrize("kwargs, key", [

@@ -9,7 +9,7 @@ from sidepath.core.errors import ConfigError, FatalError, ModelError
 from sidepath.decoders.base import Media
 from sidepath.models import create_model
 
-FAILING = "sidepath.models.testing:FailingModel"
+FAILING = "tests.failing_model:FailingModel"
 
 
 def _image(width: int, frames: int = 1) -> Media:

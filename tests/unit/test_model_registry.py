@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sidepath.core.errors import ConfigError
 from sidepath.models import ModelBase, available_models, create_model
 from sidepath.models.registry import ENTRY_POINT_GROUP, model_class
-from sidepath.models.testing import FailingModel
+from tests.failing_model import FailingModel
 
 BUILT_INS = ("noop", "fingerprint", "embedding", "torchscript")
 
@@ -31,12 +31,12 @@ def test_unknown_model_names_the_installed_ones():
 
 
 def test_a_class_can_be_named_by_module_path():
-    model = create_model("sidepath.models.testing:FailingModel", max_batch=3)
+    model = create_model("tests.failing_model:FailingModel", max_batch=3)
     assert isinstance(model, FailingModel) and model.max_batch == 3
 
 
 @pytest.mark.parametrize("name", ["sidepath.models.nothing:X", "sidepath.models.device:pick_device",
-                                  "sidepath.models.testing:Missing"])
+                                  "tests.failing_model:Missing"])
 def test_a_bad_module_path_is_a_config_error(name):
     with pytest.raises(ConfigError, match="cannot import it"):
         create_model(name)

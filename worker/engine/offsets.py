@@ -53,10 +53,6 @@ class OffsetTracker:
     def owns(self, tp: TP) -> bool:
         return tp in self._parts
 
-    def epoch(self, tp: TP) -> int | None:
-        part = self._parts.get(tp)
-        return part.epoch if part else None
-
     def add(self, tp: TP, offset: int) -> int:
         """Record a taken offset; returns the epoch completions must carry."""
         part = self._parts[tp]

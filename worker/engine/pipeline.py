@@ -112,15 +112,13 @@ class Pipeline:
                                  retry_deadline_s=cfg.sinks.retry_deadline_s, metrics=metrics, group=group,
                                  on_fatal=on_fatal)
         d = cfg.decode
-        fetcher = Fetcher(max_bytes=d.max_bytes, timeout_s=d.timeout_s, retries=d.retries,
-                          allow_hosts=d.allow_hosts, allow_private=d.allow_private, file_roots=d.file_roots,
-                          max_pixels=d.max_pixels, max_connections_per_host=d.max_connections_per_host,
-                          max_requests_per_s_per_host=d.max_requests_per_s_per_host)
+        threads = decode_threads(d.threads)
+        fetcher = Fetcher.from_config(d, threads=threads)
         self.spec = merged_spec(cfg, self.models)
         self.add_bytes: Callable[[Inflight, int], None] = lambda inf, n: None
         self.decode_stage = DecodeStage(models=self.models, spec=self.spec,
                                         decode=lambda ref, kind, s: decode_media(ref, kind, s, fetcher),
-                                        threads=decode_threads(d.threads), model_queues=self.model_queues,
+                                        threads=threads, model_queues=self.model_queues,
                                         failures=self.failures,
                                         metrics=metrics, add_bytes=lambda inf, n: self.add_bytes(inf, n))
         settle_after_startup()      # start-up objects out of the collector's way (worker/engine/gc_tuning.py)

@@ -6,7 +6,7 @@ marker that survives JPEG/H.264 encoding, unlike pixel values).  Depending on
 holds a bad item (as a real model does: the whole call fails, the engine must
 find the culprit), in ``prepare`` for the bad item alone, or ``FatalError`` in
 ``load``.  Not registered as an entry point: use
-``model.name = "sidepath.models.testing:FailingModel"``.
+``model.name = "tests.failing_model:FailingModel"``.
 """
 from __future__ import annotations
 
