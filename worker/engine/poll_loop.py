@@ -9,9 +9,9 @@ The commit order, on every path (timer, count, revoke, shutdown):
 2. per partition, the lowest offset not yet done (or the position, when
    nothing is pending) is committed -- never past an unwritten result.
 
-With exactly-once (``held`` given) step 1 means "result ready", and step 2 is a
-Kafka transaction that writes the held results below those offsets together with
-the offsets (``worker/engine/exactly_once.py``).
+How step 2 commits is the commit strategy's (``worker/engine/commit.py``): plain
+offsets, or with exactly-once a Kafka transaction that writes the held results
+below those offsets together with the offsets (step 1 then means "result ready").
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -29,7 +29,7 @@ from sidepath.core.errors import BadRequest, FatalError
 from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.config import EngineConfig
-from sidepath.worker.engine.exactly_once import HeldResults
+from sidepath.worker.engine.commit import CommitStrategy, PlainCommit, committed_offsets
 from sidepath.worker.engine.inflight import Completion, Inflight
 from sidepath.worker.engine.offsets import TP, OffsetTracker
 from sidepath.worker.engine.pacing import Pacer
@@ -57,7 +57,6 @@ class _Stats:
     rebalances: int = 0
     first_take: float | None = None
     last_done: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -67,12 +66,13 @@ class Engine:
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
                  parse: Callable[[bytes | None, SourceRef], Any] = parse_request,
-                 held: HeldResults | None = None, pacer: Pacer | None = None) -> None:
+                 commit: CommitStrategy | None = None, pacer: Pacer | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
         self.metrics, self.limits, self.start = metrics, limits, start
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
-        self.health, self.parse, self.held = health, parse, held
+        self.health, self.parse = health, parse
+        self.committer: CommitStrategy = commit if commit is not None else PlainCommit(consumer)
         self.pacer = pacer if pacer is not None and pacer.active else None   # budgets, run windows, yielding
         self.tracker = OffsetTracker()
         self.inflight: dict[SourceRef, Inflight] = {}     # a SourceRef is a (topic, partition, offset) tuple
@@ -96,7 +96,7 @@ class Engine:
         self.closing = False
         self.stats = _Stats()
         # crash quarantine (worker/engine/quarantine.py); not with exactly-once, whose offsets move only in transactions
-        self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if held is None else 0)
+        self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if self.committer.allows_quarantine else 0)
 
     # ---- called from other threads -------------------------------------------------
     def request_stop(self) -> None:
@@ -177,9 +177,8 @@ class Engine:
             self._drain_completions(timeout_s=0.05)
         self._commit(asynchronous=False, only=keys)
         q.revoked(keys)         # the suspect range (if any) stays in the metadata for the next owner
-        dropped = sum(self.tracker.revoke(k) for k in keys)
-        if self.held is not None:
-            dropped += self.held.drop(keys)     # done but not committed: the next owner redoes them
+        # and what is done but not committed (held for a transaction): the next owner redoes them
+        dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
         if dropped:
             log.warning("revoked %s with %d unfinished messages (the next owner redoes them)",
@@ -191,9 +190,7 @@ class Engine:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc()
         keys = [(p.topic, p.partition) for p in partitions]
-        dropped = sum(self.tracker.revoke(k) for k in keys)
-        if self.held is not None:
-            dropped += self.held.drop(keys)
+        dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
         log.warning("lost %s (%d unfinished messages dropped, nothing committed)", _names(partitions), dropped)
         consumer.incremental_unassign(partitions)
@@ -328,7 +325,8 @@ class Engine:
     def _complete(self, done: list[Completion], now: float, latencies: list[float]) -> int:
         """Apply one model's results; a message is done when every model's result is in.  Appends
         the latency of each message done to ``latencies``; returns how many of them failed."""
-        inflight, tracker, held = self.inflight, self.tracker, self.held
+        inflight, tracker = self.inflight, self.tracker
+        result_in, message_done = self.committer.result_in, self.committer.message_done
         errors = 0
         for c in done:
             inf = c.inflight
@@ -338,16 +336,13 @@ class Engine:
             inf.remaining -= 1
             if c.result.msg:
                 inf.failed = True
-            if held is not None:
-                if inf.held is None:
-                    inf.held = []
-                inf.held.append(c.result)
+            result_in(inf, c.result)
             if inf.remaining > 0:
                 continue
             del inflight[src]
             self._release(inf)
-            if tracker.done((src.topic, src.partition), src.offset, inf.epoch) and held is not None:
-                held.hold((src.topic, src.partition), src.offset, inf.held or [])
+            if tracker.done((src.topic, src.partition), src.offset, inf.epoch):
+                message_done((src.topic, src.partition), src.offset, inf)
             latencies.append(now - inf.t0)
             errors += inf.failed
         return errors
@@ -365,9 +360,8 @@ class Engine:
         is being retried) every assigned partition is paused, so that ``consume()`` can keep the
         group membership alive without fetching.  Below ``resume_fraction`` of the caps they resume.
         """
-        n, b = len(self.inflight), self.inflight_bytes
-        if self.held is not None:
-            n += self.held.messages      # finished, but held in memory until their transaction
+        n = len(self.inflight) + self.committer.held_messages   # finished, but held until their transaction
+        b = self.inflight_bytes
         lim = self.limits
         self.metrics.inflight_messages.set(n)
         self.metrics.inflight_bytes.set(b)
@@ -404,8 +398,7 @@ class Engine:
 
     def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets (raises KafkaException when the broker cannot say)."""
-        parts = self._committed_tps(keys)
-        return {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in parts}
+        return committed_offsets(self.consumer, keys)
 
     def _committed_tps(self, keys: list[TP]) -> list[TopicPartition]:
         """The group's committed offsets with their metadata."""
@@ -432,28 +425,16 @@ class Engine:
             offsets = {k: v for k, v in offsets.items() if k in only}
         if not offsets:
             return
-        meta = commit_metadata()
-        if self.held is not None:
-            try:
-                landed = self.held.commit(offsets, self.consumer.consumer_group_metadata(), meta)
-            except FatalError as exc:
-                self.report_fatal(exc)
-                return
-            if not landed:
-                self.metrics.commit_failures.inc()
-                return
-        else:
-            tps = [TopicPartition(t, p, o, metadata=self.quarantine.metadata((t, p), meta))
-                   for (t, p), o in offsets.items()]
-            try:
-                if asynchronous:
-                    self.consumer.commit(offsets=tps, asynchronous=True)
-                else:
-                    self.consumer.commit(offsets=tps, asynchronous=False)
-            except KafkaException as exc:
-                self.metrics.commit_failures.inc()
-                log.warning("commit failed (will retry): %s", exc.args[0])
-                return
+        meta, quarantine = commit_metadata(), self.quarantine
+        try:
+            landed = self.committer.commit(offsets, lambda tp: quarantine.metadata(tp, meta),
+                                           asynchronous=asynchronous)
+        except FatalError as exc:
+            self.report_fatal(exc)
+            return
+        if not landed:
+            self.metrics.commit_failures.inc()
+            return
         self.metrics.commits.inc()
         self.stats.commits += 1
         for (t, p), o in offsets.items():
@@ -502,7 +483,7 @@ class Engine:
                         len(self.inflight))
         self._commit(asynchronous=False)
         for _ in range(3):      # an aborted last transaction: its results are redone after a restart otherwise
-            if self.held is None or not self.held.messages or not self.tracker.committable():
+            if not self.committer.held_messages or not self.tracker.committable():
                 break
             self._commit(asynchronous=False)
         self.quarantine.close()     # a clean stop leaves no suspects
