@@ -30,14 +30,16 @@ from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.config import EngineConfig
 from sidepath.worker.engine.commit import CommitStrategy, PlainCommit, committed_offsets
+from sidepath.worker.engine.consumer_close import close_consumer
 from sidepath.worker.engine.inflight import Completion, Inflight
 from sidepath.worker.engine.offsets import TP, OffsetTracker
 from sidepath.worker.engine.pacing import Pacer
 from sidepath.worker.engine.quarantine import Quarantine
 from sidepath.worker.engine.request import parse_request
 from sidepath.worker.engine.stages import DecodeStage, Failures
+from sidepath.worker.engine.until_end import EndOffsets
 from sidepath.worker.jobs.lag import commit_metadata
-from sidepath.worker.ops.health import Health
+from sidepath.worker.ops.health import Health, PollSnapshot
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["Engine", "StartAt"]
@@ -85,9 +87,7 @@ class Engine:
         self._over_since = 0.0
         self.stop_event = threading.Event()
         self.fatal: BaseException | None = None
-        self.end_offsets: dict[TP, int] = {}
-        self.low_offsets: dict[TP, int] = {}
-        self.start_offsets: dict[TP, int] = {}     # where a fresh partition starts (until_end)
+        self.ends = EndOffsets()        # until_end: where each partition stops
         self._seen_partitions: set[TP] = set()
         self._done_since_commit = 0
         self._last_commit = time.monotonic()
@@ -97,6 +97,7 @@ class Engine:
         self.stats = _Stats()
         # crash quarantine (worker/engine/quarantine.py); not with exactly-once, whose offsets move only in transactions
         self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if self.committer.allows_quarantine else 0)
+        self._publish()         # liveness counts from here until the first poll
 
     # ---- called from other threads -------------------------------------------------
     def request_stop(self) -> None:
@@ -130,19 +131,12 @@ class Engine:
         for p in partitions:
             key = (p.topic, p.partition)
             self.tracker.assign(key, committed.get(key))
+        self._publish()
         fresh = [p for p in partitions if (p.topic, p.partition) not in self._seen_partitions]
         if self.start is not None and fresh:
             self._apply_start(fresh)
         if self.until_end:
-            for p in fresh:
-                key = (p.topic, p.partition)
-                lo, hi = consumer.get_watermark_offsets(p, timeout=10)
-                self.end_offsets[key] = hi
-                self.low_offsets[key] = lo
-                # until the first fetch the position is unknown: a replay starts at the start offset
-                # it asked for, not at the committed one (which may already be at the end)
-                start = p.offset if self.start is not None else committed.get(key)
-                self.start_offsets[key] = lo if start == OFFSET_BEGINNING else (start if start is not None else -1)
+            self.ends.record(consumer, fresh, start_given=self.start is not None, committed=committed)
         self._seen_partitions.update((p.topic, p.partition) for p in partitions)
         consumer.incremental_assign(partitions)
         if self.paused:
@@ -180,6 +174,7 @@ class Engine:
         # and what is done but not committed (held for a transaction): the next owner redoes them
         dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
+        self._publish()
         if dropped:
             log.warning("revoked %s with %d unfinished messages (the next owner redoes them)",
                         _names(partitions), dropped)
@@ -192,6 +187,7 @@ class Engine:
         keys = [(p.topic, p.partition) for p in partitions]
         dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
+        self._publish()
         log.warning("lost %s (%d unfinished messages dropped, nothing committed)", _names(partitions), dropped)
         consumer.incremental_unassign(partitions)
 
@@ -220,9 +216,15 @@ class Engine:
             self._close_consumer()
         return self.summary()
 
+    def _publish(self) -> None:
+        """What the HTTP checks read (worker/ops/health.py): never the tracker itself, from their thread."""
+        if self.health is not None:
+            self.health.publish(PollSnapshot(self.last_poll, tuple(self.tracker.partitions())))
+
     def _poll_once(self) -> None:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
+        self._publish()
         if self._over and not self.paused:
             # at a cap: wait for completions rather than take more; pausing (which makes librdkafka
             # drop its prefetched messages and refetch later) only when this lasts -- see _backpressure
@@ -252,7 +254,7 @@ class Engine:
         Runs once per message on the critical path: attributes are looked up once per call."""
         taken: list[Inflight] = []
         tracker, inflight, parse, n_models = self.tracker, self.inflight, self.parse, len(self.models)
-        until_end, end_offsets = self.until_end, self.end_offsets
+        until_end, end_offsets = self.until_end, self.ends.end
         t0 = time.monotonic()           # one clock reading per call: they were fetched together
         nbytes_total = tracked = 0
         for m in msgs:
@@ -411,10 +413,7 @@ class Engine:
                    for p in self.consumer.position([TopicPartition(t, q) for t, q in keys])}
         except KafkaException:
             return {}
-        if self.until_end:      # records fetched past the end were not taken: never commit past them
-            pos = {k: min(v, self.end_offsets[k]) if v >= 0 and k in self.end_offsets else v
-                   for k, v in pos.items()}
-        return pos
+        return self.ends.clamp(pos) if self.until_end else pos
 
     def _commit(self, *, asynchronous: bool, only: list[TP] | None = None) -> None:
         self._last_commit = time.monotonic()
@@ -456,15 +455,7 @@ class Engine:
         if not self.until_end or not self.assigned_once or self.inflight or self.quarantine.busy:
             return False
         keys = self.tracker.partitions()
-        pos = self._positions(keys)
-        for k in keys:
-            end = self.end_offsets.get(k, 0)
-            at = pos.get(k, -1)
-            if at < 0:
-                at = self.start_offsets.get(k, -1)
-            if at < end and self.low_offsets.get(k, 0) < end:
-                return False
-        return True
+        return self.ends.reached(keys, self._positions(keys))
 
     # ---- shutdown ------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -490,24 +481,8 @@ class Engine:
         self._close_consumer()
 
     def _close_consumer(self) -> None:
-        """Leave the group; bounded, because librdkafka's close can hang when the group is in the
-        middle of a cooperative rebalance (seen when several members stop at once).  Offsets were
-        committed before, so giving up on the close loses nothing: the coordinator drops this
-        member after ``session.timeout.ms`` instead of at once."""
-        self.closing = True
-
-        def close() -> None:
-            try:
-                self.consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("consumer close failed: %s", exc)
-
-        t = threading.Thread(target=close, name="consumer-close", daemon=True)
-        t.start()
-        t.join(self.limits.close_timeout_s)
-        if t.is_alive():
-            log.warning("consumer close did not finish in %.0f s (a rebalance in progress?); offsets are "
-                        "committed, so exiting without it", self.limits.close_timeout_s)
+        self.closing = True     # a revoke from here on commits what is done without waiting
+        close_consumer(self.consumer, self.limits.close_timeout_s)
 
     def summary(self) -> dict[str, Any]:
         s = self.stats

@@ -124,7 +124,6 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
                     is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}),
                     commit=committer, pacer=pacer)
     hooks.bind(engine)          # before anything starts: a fatal error reported until now stops it at once
-    health.engine = engine
     if on_engine is not None:
         on_engine(engine)
     _install_signals(engine, cfg.engine.shutdown_grace_s)
