@@ -29,6 +29,7 @@ from sidepath.core.errors import BadRequest, FatalError
 from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.config import EngineConfig
+from sidepath.worker.engine.backpressure import Backpressure
 from sidepath.worker.engine.commit import CommitStrategy, PlainCommit, committed_offsets
 from sidepath.worker.engine.consumer_close import close_consumer
 from sidepath.worker.engine.inflight import Completion, Inflight
@@ -81,10 +82,7 @@ class Engine:
         self._message_bytes = 0              # poll loop only
         self._media_bytes = 0                # added by decode threads, under the lock
         self._bytes_lock = threading.Lock()
-        self.paused = False                 # the partitions are paused (backpressure or pacing)
-        self._bp_paused = False             # ... because of backpressure
-        self._over = False                  # a cap is reached: take nothing until below it
-        self._over_since = 0.0
+        self.flow = Backpressure(limits, metrics, is_blocked=is_blocked, pacer=self.pacer)
         self.stop_event = threading.Event()
         self.fatal: BaseException | None = None
         self.ends = EndOffsets()        # until_end: where each partition stops
@@ -107,6 +105,11 @@ class Engine:
         if self.fatal is None:
             self.fatal = exc
         self.stop_event.set()
+
+    @property
+    def paused(self) -> bool:
+        """The partitions are paused (backpressure or pacing)."""
+        return self.flow.paused
 
     @property
     def inflight_bytes(self) -> int:
@@ -225,9 +228,9 @@ class Engine:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
         self._publish()
-        if self._over and not self.paused:
+        if self.flow.over and not self.flow.paused:
             # at a cap: wait for completions rather than take more; pausing (which makes librdkafka
-            # drop its prefetched messages and refetch later) only when this lasts -- see _backpressure
+            # drop its prefetched messages and refetch later) only when this lasts -- see worker/engine/backpressure.py
             self._drain_completions(timeout_s=0.05)
         else:
             # never take more than the caps leave room for
@@ -356,47 +359,9 @@ class Engine:
                 self._media_bytes -= inf.media_nbytes
 
     def _backpressure(self) -> None:
-        """Caps on in-flight messages and bytes, with hysteresis.
-
-        Over a cap, the poll loop stops taking messages; if that lasts ``pause_after_s`` (or a sink
-        is being retried) every assigned partition is paused, so that ``consume()`` can keep the
-        group membership alive without fetching.  Below ``resume_fraction`` of the caps they resume.
-        """
         n = len(self.inflight) + self.committer.held_messages   # finished, but held until their transaction
-        b = self.inflight_bytes
-        lim = self.limits
-        self.metrics.inflight_messages.set(n)
-        self.metrics.inflight_bytes.set(b)
         limit_reached = bool(self.max_messages and self.stats.taken >= self.max_messages)
-        blocked = self.is_blocked()
-        over = n >= lim.max_inflight_messages or b >= lim.max_inflight_bytes or blocked or limit_reached
-        under = n <= lim.max_inflight_messages * lim.resume_fraction and \
-            b <= lim.max_inflight_bytes * lim.resume_fraction and not blocked and not limit_reached
-        now = time.monotonic()
-        if over and not self._over:
-            self._over_since = now
-        self._over = over or (self._bp_paused and not under)
-        if over and not self._bp_paused and (blocked or now - self._over_since >= lim.pause_after_s):
-            self._bp_paused = True
-            self.metrics.paused.set(1)
-            log.debug("paused: %d messages, %d bytes in flight", n, b)
-        elif self._bp_paused and under:
-            self._bp_paused = False
-            self._over = False
-            self.metrics.paused.set(0)
-        self._apply_pause()
-
-    def _apply_pause(self) -> None:
-        """Pause the partitions while any reason holds -- backpressure, or one of the pacer's (budget,
-        run window, yielding to the live flow: worker/engine/pacing.py) -- and resume them when none does."""
-        want = self._bp_paused or (self.pacer is not None and self.pacer.hold() is not None)
-        if want != self.paused:
-            assignment = self.consumer.assignment()
-            if want:
-                self.consumer.pause(assignment)
-            else:
-                self.consumer.resume(assignment)
-            self.paused = want
+        self.flow.update(self.consumer, n, self.inflight_bytes, limit_reached)
 
     def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets (raises KafkaException when the broker cannot say)."""
