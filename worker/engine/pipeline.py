@@ -63,7 +63,8 @@ class Pipeline:
     """Opens sinks, loads models (+ warm-up), and wires the stage threads together."""
 
     def __init__(self, cfg: Config, metrics: Metrics, *, group: str,
-                 on_fatal: Callable[[BaseException], None], exactly_once: bool = False) -> None:
+                 on_fatal: Callable[[BaseException], None], exactly_once: bool = False,
+                 add_bytes: Callable[[Inflight, int], None] = lambda inf, n: None) -> None:
         """``exactly_once`` (the Kafka source only; jobs write at least once): the result sink is a
         ``TransactionalResults`` that only checks sizes; the engine writes what it holds."""
         from sidepath.decoders import Fetcher, decode_media
@@ -115,12 +116,11 @@ class Pipeline:
         threads = decode_threads(d.threads)
         fetcher = Fetcher.from_config(d, threads=threads)
         self.spec = merged_spec(cfg, self.models)
-        self.add_bytes: Callable[[Inflight, int], None] = lambda inf, n: None
         self.decode_stage = DecodeStage(models=self.models, spec=self.spec,
                                         decode=lambda ref, kind, s: decode_media(ref, kind, s, fetcher),
                                         threads=threads, model_queues=self.model_queues,
                                         failures=self.failures,
-                                        metrics=metrics, add_bytes=lambda inf, n: self.add_bytes(inf, n))
+                                        metrics=metrics, add_bytes=add_bytes)
         settle_after_startup()      # start-up objects out of the collector's way (worker/engine/gc_tuning.py)
 
     def start(self) -> None:

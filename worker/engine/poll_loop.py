@@ -9,9 +9,9 @@ The commit order, on every path (timer, count, revoke, shutdown):
 2. per partition, the lowest offset not yet done (or the position, when
    nothing is pending) is committed -- never past an unwritten result.
 
-With exactly-once (``held`` given) step 1 means "result ready", and step 2 is a
-Kafka transaction that writes the held results below those offsets together with
-the offsets (``worker/engine/exactly_once.py``).
+How step 2 commits is the commit strategy's (``worker/engine/commit.py``): plain
+offsets, or with exactly-once a Kafka transaction that writes the held results
+below those offsets together with the offsets (step 1 then means "result ready").
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -29,15 +29,18 @@ from sidepath.core.errors import BadRequest, FatalError
 from sidepath.models.base import Model
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.config import EngineConfig
-from sidepath.worker.engine.exactly_once import HeldResults
+from sidepath.worker.engine.backpressure import Backpressure
+from sidepath.worker.engine.commit import CommitStrategy, PlainCommit, committed_offsets
+from sidepath.worker.engine.consumer_close import close_consumer
 from sidepath.worker.engine.inflight import Completion, Inflight
 from sidepath.worker.engine.offsets import TP, OffsetTracker
 from sidepath.worker.engine.pacing import Pacer
 from sidepath.worker.engine.quarantine import Quarantine
 from sidepath.worker.engine.request import parse_request
 from sidepath.worker.engine.stages import DecodeStage, Failures
+from sidepath.worker.engine.until_end import EndOffsets
 from sidepath.worker.jobs.lag import commit_metadata
-from sidepath.worker.ops.health import Health
+from sidepath.worker.ops.health import Health, PollSnapshot
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["Engine", "StartAt"]
@@ -57,7 +60,6 @@ class _Stats:
     rebalances: int = 0
     first_take: float | None = None
     last_done: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -67,27 +69,23 @@ class Engine:
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
                  parse: Callable[[bytes | None, SourceRef], Any] = parse_request,
-                 held: HeldResults | None = None, pacer: Pacer | None = None) -> None:
+                 commit: CommitStrategy | None = None, pacer: Pacer | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
         self.metrics, self.limits, self.start = metrics, limits, start
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
-        self.health, self.parse, self.held = health, parse, held
+        self.health, self.parse = health, parse
+        self.committer: CommitStrategy = commit if commit is not None else PlainCommit(consumer)
         self.pacer = pacer if pacer is not None and pacer.active else None   # budgets, run windows, yielding
         self.tracker = OffsetTracker()
         self.inflight: dict[SourceRef, Inflight] = {}     # a SourceRef is a (topic, partition, offset) tuple
         self._message_bytes = 0              # poll loop only
         self._media_bytes = 0                # added by decode threads, under the lock
         self._bytes_lock = threading.Lock()
-        self.paused = False                 # the partitions are paused (backpressure or pacing)
-        self._bp_paused = False             # ... because of backpressure
-        self._over = False                  # a cap is reached: take nothing until below it
-        self._over_since = 0.0
+        self.flow = Backpressure(limits, metrics, is_blocked=is_blocked, pacer=self.pacer)
         self.stop_event = threading.Event()
         self.fatal: BaseException | None = None
-        self.end_offsets: dict[TP, int] = {}
-        self.low_offsets: dict[TP, int] = {}
-        self.start_offsets: dict[TP, int] = {}     # where a fresh partition starts (until_end)
+        self.ends = EndOffsets()        # until_end: where each partition stops
         self._seen_partitions: set[TP] = set()
         self._done_since_commit = 0
         self._last_commit = time.monotonic()
@@ -96,7 +94,8 @@ class Engine:
         self.closing = False
         self.stats = _Stats()
         # crash quarantine (worker/engine/quarantine.py); not with exactly-once, whose offsets move only in transactions
-        self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if held is None else 0)
+        self.quarantine = Quarantine(self, max_crashes=limits.max_crashes if self.committer.allows_quarantine else 0)
+        self._publish()         # liveness counts from here until the first poll
 
     # ---- called from other threads -------------------------------------------------
     def request_stop(self) -> None:
@@ -106,6 +105,11 @@ class Engine:
         if self.fatal is None:
             self.fatal = exc
         self.stop_event.set()
+
+    @property
+    def paused(self) -> bool:
+        """The partitions are paused (backpressure or pacing)."""
+        return self.flow.paused
 
     @property
     def inflight_bytes(self) -> int:
@@ -130,19 +134,12 @@ class Engine:
         for p in partitions:
             key = (p.topic, p.partition)
             self.tracker.assign(key, committed.get(key))
+        self._publish()
         fresh = [p for p in partitions if (p.topic, p.partition) not in self._seen_partitions]
         if self.start is not None and fresh:
             self._apply_start(fresh)
         if self.until_end:
-            for p in fresh:
-                key = (p.topic, p.partition)
-                lo, hi = consumer.get_watermark_offsets(p, timeout=10)
-                self.end_offsets[key] = hi
-                self.low_offsets[key] = lo
-                # until the first fetch the position is unknown: a replay starts at the start offset
-                # it asked for, not at the committed one (which may already be at the end)
-                start = p.offset if self.start is not None else committed.get(key)
-                self.start_offsets[key] = lo if start == OFFSET_BEGINNING else (start if start is not None else -1)
+            self.ends.record(consumer, fresh, start_given=self.start is not None, committed=committed)
         self._seen_partitions.update((p.topic, p.partition) for p in partitions)
         consumer.incremental_assign(partitions)
         if self.paused:
@@ -177,10 +174,10 @@ class Engine:
             self._drain_completions(timeout_s=0.05)
         self._commit(asynchronous=False, only=keys)
         q.revoked(keys)         # the suspect range (if any) stays in the metadata for the next owner
-        dropped = sum(self.tracker.revoke(k) for k in keys)
-        if self.held is not None:
-            dropped += self.held.drop(keys)     # done but not committed: the next owner redoes them
+        # and what is done but not committed (held for a transaction): the next owner redoes them
+        dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
+        self._publish()
         if dropped:
             log.warning("revoked %s with %d unfinished messages (the next owner redoes them)",
                         _names(partitions), dropped)
@@ -191,10 +188,9 @@ class Engine:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc()
         keys = [(p.topic, p.partition) for p in partitions]
-        dropped = sum(self.tracker.revoke(k) for k in keys)
-        if self.held is not None:
-            dropped += self.held.drop(keys)
+        dropped = sum(self.tracker.revoke(k) for k in keys) + self.committer.drop(keys)
         self._forget(keys)
+        self._publish()
         log.warning("lost %s (%d unfinished messages dropped, nothing committed)", _names(partitions), dropped)
         consumer.incremental_unassign(partitions)
 
@@ -223,12 +219,18 @@ class Engine:
             self._close_consumer()
         return self.summary()
 
+    def _publish(self) -> None:
+        """What the HTTP checks read (worker/ops/health.py): never the tracker itself, from their thread."""
+        if self.health is not None:
+            self.health.publish(PollSnapshot(self.last_poll, tuple(self.tracker.partitions())))
+
     def _poll_once(self) -> None:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
-        if self._over and not self.paused:
+        self._publish()
+        if self.flow.over and not self.flow.paused:
             # at a cap: wait for completions rather than take more; pausing (which makes librdkafka
-            # drop its prefetched messages and refetch later) only when this lasts -- see _backpressure
+            # drop its prefetched messages and refetch later) only when this lasts -- see worker/engine/backpressure.py
             self._drain_completions(timeout_s=0.05)
         else:
             # never take more than the caps leave room for
@@ -255,7 +257,7 @@ class Engine:
         Runs once per message on the critical path: attributes are looked up once per call."""
         taken: list[Inflight] = []
         tracker, inflight, parse, n_models = self.tracker, self.inflight, self.parse, len(self.models)
-        until_end, end_offsets = self.until_end, self.end_offsets
+        until_end, end_offsets = self.until_end, self.ends.end
         t0 = time.monotonic()           # one clock reading per call: they were fetched together
         nbytes_total = tracked = 0
         for m in msgs:
@@ -328,7 +330,8 @@ class Engine:
     def _complete(self, done: list[Completion], now: float, latencies: list[float]) -> int:
         """Apply one model's results; a message is done when every model's result is in.  Appends
         the latency of each message done to ``latencies``; returns how many of them failed."""
-        inflight, tracker, held = self.inflight, self.tracker, self.held
+        inflight, tracker = self.inflight, self.tracker
+        result_in, message_done = self.committer.result_in, self.committer.message_done
         errors = 0
         for c in done:
             inf = c.inflight
@@ -338,16 +341,13 @@ class Engine:
             inf.remaining -= 1
             if c.result.msg:
                 inf.failed = True
-            if held is not None:
-                if inf.held is None:
-                    inf.held = []
-                inf.held.append(c.result)
+            result_in(inf, c.result)
             if inf.remaining > 0:
                 continue
             del inflight[src]
             self._release(inf)
-            if tracker.done((src.topic, src.partition), src.offset, inf.epoch) and held is not None:
-                held.hold((src.topic, src.partition), src.offset, inf.held or [])
+            if tracker.done((src.topic, src.partition), src.offset, inf.epoch):
+                message_done((src.topic, src.partition), src.offset, inf)
             latencies.append(now - inf.t0)
             errors += inf.failed
         return errors
@@ -359,53 +359,13 @@ class Engine:
                 self._media_bytes -= inf.media_nbytes
 
     def _backpressure(self) -> None:
-        """Caps on in-flight messages and bytes, with hysteresis.
-
-        Over a cap, the poll loop stops taking messages; if that lasts ``pause_after_s`` (or a sink
-        is being retried) every assigned partition is paused, so that ``consume()`` can keep the
-        group membership alive without fetching.  Below ``resume_fraction`` of the caps they resume.
-        """
-        n, b = len(self.inflight), self.inflight_bytes
-        if self.held is not None:
-            n += self.held.messages      # finished, but held in memory until their transaction
-        lim = self.limits
-        self.metrics.inflight_messages.set(n)
-        self.metrics.inflight_bytes.set(b)
+        n = len(self.inflight) + self.committer.held_messages   # finished, but held until their transaction
         limit_reached = bool(self.max_messages and self.stats.taken >= self.max_messages)
-        blocked = self.is_blocked()
-        over = n >= lim.max_inflight_messages or b >= lim.max_inflight_bytes or blocked or limit_reached
-        under = n <= lim.max_inflight_messages * lim.resume_fraction and \
-            b <= lim.max_inflight_bytes * lim.resume_fraction and not blocked and not limit_reached
-        now = time.monotonic()
-        if over and not self._over:
-            self._over_since = now
-        self._over = over or (self._bp_paused and not under)
-        if over and not self._bp_paused and (blocked or now - self._over_since >= lim.pause_after_s):
-            self._bp_paused = True
-            self.metrics.paused.set(1)
-            log.debug("paused: %d messages, %d bytes in flight", n, b)
-        elif self._bp_paused and under:
-            self._bp_paused = False
-            self._over = False
-            self.metrics.paused.set(0)
-        self._apply_pause()
-
-    def _apply_pause(self) -> None:
-        """Pause the partitions while any reason holds -- backpressure, or one of the pacer's (budget,
-        run window, yielding to the live flow: worker/engine/pacing.py) -- and resume them when none does."""
-        want = self._bp_paused or (self.pacer is not None and self.pacer.hold() is not None)
-        if want != self.paused:
-            assignment = self.consumer.assignment()
-            if want:
-                self.consumer.pause(assignment)
-            else:
-                self.consumer.resume(assignment)
-            self.paused = want
+        self.flow.update(self.consumer, n, self.inflight_bytes, limit_reached)
 
     def committed_offsets(self, keys: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets (raises KafkaException when the broker cannot say)."""
-        parts = self._committed_tps(keys)
-        return {(p.topic, p.partition): (p.offset if p.offset >= 0 else None) for p in parts}
+        return committed_offsets(self.consumer, keys)
 
     def _committed_tps(self, keys: list[TP]) -> list[TopicPartition]:
         """The group's committed offsets with their metadata."""
@@ -418,10 +378,7 @@ class Engine:
                    for p in self.consumer.position([TopicPartition(t, q) for t, q in keys])}
         except KafkaException:
             return {}
-        if self.until_end:      # records fetched past the end were not taken: never commit past them
-            pos = {k: min(v, self.end_offsets[k]) if v >= 0 and k in self.end_offsets else v
-                   for k, v in pos.items()}
-        return pos
+        return self.ends.clamp(pos) if self.until_end else pos
 
     def _commit(self, *, asynchronous: bool, only: list[TP] | None = None) -> None:
         self._last_commit = time.monotonic()
@@ -432,28 +389,16 @@ class Engine:
             offsets = {k: v for k, v in offsets.items() if k in only}
         if not offsets:
             return
-        meta = commit_metadata()
-        if self.held is not None:
-            try:
-                landed = self.held.commit(offsets, self.consumer.consumer_group_metadata(), meta)
-            except FatalError as exc:
-                self.report_fatal(exc)
-                return
-            if not landed:
-                self.metrics.commit_failures.inc()
-                return
-        else:
-            tps = [TopicPartition(t, p, o, metadata=self.quarantine.metadata((t, p), meta))
-                   for (t, p), o in offsets.items()]
-            try:
-                if asynchronous:
-                    self.consumer.commit(offsets=tps, asynchronous=True)
-                else:
-                    self.consumer.commit(offsets=tps, asynchronous=False)
-            except KafkaException as exc:
-                self.metrics.commit_failures.inc()
-                log.warning("commit failed (will retry): %s", exc.args[0])
-                return
+        meta, quarantine = commit_metadata(), self.quarantine
+        try:
+            landed = self.committer.commit(offsets, lambda tp: quarantine.metadata(tp, meta),
+                                           asynchronous=asynchronous)
+        except FatalError as exc:
+            self.report_fatal(exc)
+            return
+        if not landed:
+            self.metrics.commit_failures.inc()
+            return
         self.metrics.commits.inc()
         self.stats.commits += 1
         for (t, p), o in offsets.items():
@@ -475,15 +420,7 @@ class Engine:
         if not self.until_end or not self.assigned_once or self.inflight or self.quarantine.busy:
             return False
         keys = self.tracker.partitions()
-        pos = self._positions(keys)
-        for k in keys:
-            end = self.end_offsets.get(k, 0)
-            at = pos.get(k, -1)
-            if at < 0:
-                at = self.start_offsets.get(k, -1)
-            if at < end and self.low_offsets.get(k, 0) < end:
-                return False
-        return True
+        return self.ends.reached(keys, self._positions(keys))
 
     # ---- shutdown ------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -502,31 +439,15 @@ class Engine:
                         len(self.inflight))
         self._commit(asynchronous=False)
         for _ in range(3):      # an aborted last transaction: its results are redone after a restart otherwise
-            if self.held is None or not self.held.messages or not self.tracker.committable():
+            if not self.committer.held_messages or not self.tracker.committable():
                 break
             self._commit(asynchronous=False)
         self.quarantine.close()     # a clean stop leaves no suspects
         self._close_consumer()
 
     def _close_consumer(self) -> None:
-        """Leave the group; bounded, because librdkafka's close can hang when the group is in the
-        middle of a cooperative rebalance (seen when several members stop at once).  Offsets were
-        committed before, so giving up on the close loses nothing: the coordinator drops this
-        member after ``session.timeout.ms`` instead of at once."""
-        self.closing = True
-
-        def close() -> None:
-            try:
-                self.consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("consumer close failed: %s", exc)
-
-        t = threading.Thread(target=close, name="consumer-close", daemon=True)
-        t.start()
-        t.join(self.limits.close_timeout_s)
-        if t.is_alive():
-            log.warning("consumer close did not finish in %.0f s (a rebalance in progress?); offsets are "
-                        "committed, so exiting without it", self.limits.close_timeout_s)
+        self.closing = True     # a revoke from here on commits what is done without waiting
+        close_consumer(self.consumer, self.limits.close_timeout_s)
 
     def summary(self) -> dict[str, Any]:
         s = self.stats

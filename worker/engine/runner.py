@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
@@ -19,7 +20,8 @@ from sidepath.core.errors import ConfigError, FatalError
 from sidepath.core.logs import Throttle
 from sidepath.decoders.host_limits import FetchThrottleCollector
 from sidepath.worker.config import Config, masked
-from sidepath.worker.engine.exactly_once import HeldResults
+from sidepath.worker.engine.commit import CommitStrategy, PlainCommit, TransactionalCommit
+from sidepath.worker.engine.hooks import EngineHooks
 from sidepath.worker.engine.pacing import pacer_from_config
 from sidepath.worker.engine.pipeline import Pipeline
 from sidepath.worker.engine.poll_loop import Engine, StartAt
@@ -96,15 +98,9 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
 def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end: bool, max_messages: int,
          on_engine: Any, parse: Any, wall_clock: Any) -> dict[str, Any]:
-    engine_ref: list[Engine] = []
-    fatal_box: list[BaseException] = []
-
-    def on_fatal(exc: BaseException) -> None:
-        fatal_box.append(exc)
-        if engine_ref:
-            engine_ref[0].report_fatal(exc)
-
-    pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=on_fatal, exactly_once=True)
+    hooks = EngineHooks()       # the pipeline's and the consumer's callbacks, bound to the engine below
+    pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=hooks.report_fatal, exactly_once=True,
+                    add_bytes=hooks.add_bytes)
     health.models_ready = True
     if str(pipe.device).startswith("cuda"):
         from sidepath.models import gpu_memory_used
@@ -116,21 +112,18 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     repeats = Throttle()
     stats = {"statistics.interval.ms": cfg.kafka.statistics_interval_ms,
              "stats_cb": throttle_stats_cb(metrics.registry)} if cfg.kafka.statistics_interval_ms else {}
-    consumer = Consumer(consumer_config(cfg, on_commit=lambda err, parts: engine_ref[0].on_commit(err, parts)
-                                        if engine_ref else None,
-                                        error_cb=lambda err: _on_client_error(err, on_fatal, repeats), **stats))
+    consumer = Consumer(consumer_config(cfg, on_commit=hooks.on_commit,
+                                        error_cb=partial(_on_client_error, on_fatal=hooks.report_fatal,
+                                                         repeats=repeats), **stats))
+    committer: CommitStrategy = PlainCommit(consumer) if pipe.transactions is None \
+        else TransactionalCommit(consumer, pipe.transactions)
     pacer = pacer_from_config(cfg, metrics.registry, **({"wall": wall_clock} if wall_clock else {}))
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
                     is_blocked=pipe.writer.blocked.is_set, health=health, **({"parse": parse} if parse else {}),
-                    held=HeldResults(pipe.transactions, lambda tps: engine_ref[0].committed_offsets(tps))
-                    if pipe.transactions is not None else None, pacer=pacer)
-    engine_ref.append(engine)
-    pipe.add_bytes = engine.add_bytes
-    health.engine = engine
-    if fatal_box:
-        engine.report_fatal(fatal_box[0])
+                    commit=committer, pacer=pacer)
+    hooks.bind(engine)          # before anything starts: a fatal error reported until now stops it at once
     if on_engine is not None:
         on_engine(engine)
     _install_signals(engine, cfg.engine.shutdown_grace_s)

@@ -1,9 +1,16 @@
-"""Liveness, readiness, lag and stall detection (refreshed from the poll loop)."""
+"""Liveness, readiness, lag and stall detection (refreshed from the poll loop).
+
+The HTTP checks (``ping``, ``ready``; any thread) read only what the poll loop
+publishes: an immutable ``PollSnapshot`` replaced (one reference store) at each
+poll and rebalance.  The lag refresh runs on the poll loop itself (``tick``), so it
+may read the engine's consumer, tracker and in-flight messages.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -14,7 +21,7 @@ from sidepath.worker.engine.offsets import OffsetTracker
 from sidepath.worker.jobs.lag import partition_lag
 from sidepath.worker.ops.metrics import Metrics
 
-__all__ = ["Health"]
+__all__ = ["Health", "PollSnapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +29,23 @@ log = logging.getLogger(__name__)
 _TOTAL_BUDGET_S = 1.0
 
 
+@dataclass(frozen=True)
+class PollSnapshot:
+    """What the poll loop last published for the HTTP checks."""
+
+    last_poll: float                        # time.time() of the last poll
+    assigned: tuple[tuple[str, int], ...]   # the partitions the offset tracker holds
+
+
 class EngineView(Protocol):
-    """What the health checks read of the engine (the engine imports this module, so not
-    the class itself)."""
+    """What the lag refresh (on the poll loop) reads of the engine (the engine imports this
+    module, so not the class itself)."""
 
     @property
     def consumer(self) -> Any: ...
 
     @property
     def inflight(self) -> dict[SourceRef, Inflight]: ...
-
-    @property
-    def last_poll(self) -> float: ...
 
     @property
     def pacer(self) -> Any: ...
@@ -52,18 +64,20 @@ class Health:
         self.offset_reset = offset_reset      # kafka.auto_offset_reset: where a never-committed partition starts
         self.ping_timeout_s, self.stall_after_s, self.lag_interval_s = ping_timeout_s, stall_after_s, lag_interval_s
         self.runners = list(runners)
-        self.engine: EngineView | None = None
+        self.snapshot: PollSnapshot | None = None     # published by the poll loop (``publish``)
         self.models_ready = False
-        self.stalled: set[tuple[str, int]] = set()
+        # replaced, never changed in place: the HTTP thread reads it while the poll loop refreshes
+        self.stalled: frozenset[tuple[str, int]] = frozenset()
         self._next_refresh = 0.0
         self._progress: dict[tuple[str, int], tuple[int | None, float]] = {}
         self.started = time.time()
         self.gpu_used: Any = None          # () -> bytes, set when the model runs on a GPU
 
-    # ---- HTTP checks (any thread) ------------------------------------------------
+    # ---- HTTP checks (any thread): the published snapshot only --------------------
     def ping(self) -> tuple[bool, str]:
         now = time.time()
-        last = self.engine.last_poll if self.engine else self.started
+        snap = self.snapshot
+        last = snap.last_poll if snap is not None else self.started
         if now - last > self.ping_timeout_s:
             return False, f"poll loop silent for {now - last:.0f} s"
         mono = time.monotonic()
@@ -76,13 +90,18 @@ class Health:
     def ready(self) -> tuple[bool, str]:
         if not self.models_ready:
             return False, "model loading"
-        if self.engine is None or not self.engine.tracker.partitions():
+        snap = self.snapshot
+        if snap is None or not snap.assigned:
             return False, "no partitions assigned"
-        if self.stalled:
-            return False, "stalled: " + ", ".join(f"{t}[{p}]" for t, p in sorted(self.stalled))
+        stalled = self.stalled
+        if stalled:
+            return False, "stalled: " + ", ".join(f"{t}[{p}]" for t, p in sorted(stalled))
         return True, "ready"
 
-    # ---- refreshed by the poll loop --------------------------------------------
+    # ---- called by the poll loop --------------------------------------------------
+    def publish(self, snapshot: PollSnapshot) -> None:
+        self.snapshot = snapshot          # one reference store: the HTTP thread sees the old or the new
+
     def tick(self, engine: EngineView) -> None:
         now = time.monotonic()
         if now < self._next_refresh:
@@ -142,7 +161,7 @@ class Health:
                 time.monotonic() - inf.t0 if inf is not None else 0)
             if on_purpose:
                 self._progress[k] = (c if c is not None and c >= 0 else None, wall)
-                self.stalled.discard(k)
+                self.stalled = self.stalled - {k}
             else:
                 self._stall_check(k, c if c is not None and c >= 0 else None, hi, wall, labels)
         if total is not None:
@@ -154,22 +173,22 @@ class Health:
         if prev is None or prev[0] != committed:
             self._progress[k] = (committed, wall)
             self.metrics.last_progress.labels(*labels).set(wall)
-            self.stalled.discard(k)
+            self.stalled = self.stalled - {k}
             return
         lag = hi - (committed or 0)
         if lag > 0 and wall - prev[1] > self.stall_after_s:
             if k not in self.stalled:
-                self.stalled.add(k)
+                self.stalled = self.stalled | {k}
                 self.metrics.stalls.inc()
                 log.error("partition %s[%d] stalled: lag %d and no progress for %.0f s",
                           k[0], k[1], lag, wall - prev[1])
         else:
-            self.stalled.discard(k)
+            self.stalled = self.stalled - {k}
 
     def forget(self, keys: Sequence[tuple[str, int]]) -> None:
         for k in keys:
             self._progress.pop(k, None)
-            self.stalled.discard(k)
+            self.stalled = self.stalled - {k}
 
 
 def _all_partitions(engine: EngineView, owned: Sequence[tuple[str, int]]) -> list[TopicPartition]:
