@@ -97,7 +97,7 @@ class _Sampler:
             return None
         if self.start is None:
             self.start = pts
-        return (pts - self.start) * self.tb
+        return float((pts - self.start) * self.tb)
 
     def _over_cap(self) -> DecodeError:
         w, h = self.cc.width or 0, self.cc.height or 0
@@ -260,7 +260,8 @@ def software_layout(frame: Any, reformatter: VideoReformatter) -> Any:
 def _fit(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if arr.shape == shape:
         return arr
-    return cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    fitted: np.ndarray = cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return fitted
 
 
 def _duration(container: Any, stream: Any) -> float | None:

@@ -46,8 +46,8 @@ def seeded_embedding_net(*, seed: int = 0, dim: int = 128, width: int = 32) -> E
     the global RNG (torch.manual_seed) that other instances may be using is left alone."""
     gen = torch.Generator().manual_seed(int(seed))
     with torch.device("meta"):              # no default init: it would draw from the global RNG
-        net = EmbeddingNet(dim=dim, width=width)
-    net = net.to_empty(device="cpu")
+        meta = EmbeddingNet(dim=dim, width=width)
+    net: EmbeddingNet = meta.to_empty(device="cpu")
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -55,7 +55,8 @@ def seeded_embedding_net(*, seed: int = 0, dim: int = 128, width: int = 32) -> E
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * math.sqrt(2 / fan_in))
                 if module.bias is not None:
                     module.bias.zero_()
-    return net.eval()
+    net.eval()
+    return net
 
 
 class EmbeddingModel(FrameModel):

@@ -32,11 +32,11 @@ def head(raw: torch.Tensor, postprocess: str) -> torch.Tensor:
 def aggregate(rows: np.ndarray, how: str) -> np.ndarray:
     """(n, D) -> (D,) by mean, max or median over frames."""
     if how == "mean":
-        return rows.mean(axis=0)
+        return np.asarray(rows.mean(axis=0))
     if how == "max":
-        return rows.max(axis=0)
+        return np.asarray(rows.max(axis=0))
     if how == "median":
-        return np.median(rows, axis=0)
+        return np.asarray(np.median(rows, axis=0))
     raise ValueError(f"unknown aggregate {how!r}; use one of mean, max, median")
 
 

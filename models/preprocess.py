@@ -51,13 +51,14 @@ def _cv2_frame(frame: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarra
     h, w = size
     fh, fw = frame.shape[:2]
     if mode == "stretch":
-        return cv2.resize(frame, (w, h), interpolation=_interpolation((fh, fw), (h, w)))
+        stretched: np.ndarray = cv2.resize(frame, (w, h), interpolation=_interpolation((fh, fw), (h, w)))
+        return stretched
     scale = min(h / fh, w / fw) if mode == "letterbox" else max(h / fh, w / fw)
     if mode == "letterbox":
         nh, nw = min(h, max(1, round(fh * scale))), min(w, max(1, round(fw * scale)))
     else:
         nh, nw = max(h, round(fh * scale)), max(w, round(fw * scale))
-    resized = cv2.resize(frame, (nw, nh), interpolation=_interpolation((fh, fw), (nh, nw)))
+    resized: np.ndarray = cv2.resize(frame, (nw, nh), interpolation=_interpolation((fh, fw), (nh, nw)))
     if mode == "crop":
         top, left = (nh - h) // 2, (nw - w) // 2
         return resized[top:top + h, left:left + w]

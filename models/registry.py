@@ -91,4 +91,5 @@ def create_model(name: str, *, max_batch: int = 32, precision: str = "auto",
                           "precision= and its options as keyword arguments (subclass ModelBase)") from None
     if batch_tuning is not None:
         model.batch_tuning = batch_tuning      # an attribute, so model classes need not take it
-    return model
+    created: Model = model
+    return created

@@ -21,8 +21,8 @@ any batch, on CPU or GPU.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +51,15 @@ CANDIDATES = 3              # tempo candidates reported per clip
 DSP_MIN_CONFIDENCE = 0.15   # the dsp method's gate (tuned on its corpora, docs/tempo.md)
 METHODS = ("learned", "dsp")
 DP_POWER = 0.5              # the DP scores sqrt(onset): a soft kick on every beat outweighs a loud snare on some
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _inference(fn: _F) -> _F:
+    """``torch.inference_mode()`` as a decorator that keeps ``fn``'s signature for the type checker."""
+    wrapped: _F = torch.inference_mode()(fn)
+    return wrapped
 
 
 class TempoModel(ModelBase):
@@ -126,7 +135,7 @@ class TempoModel(ModelBase):
                 return [self.analyse(*pad_clips([x], self.device))[0] for x in batch]
             return self.analyse(*pad_clips(batch, self.device))
 
-    @torch.inference_mode()
+    @_inference
     def analyse(self, audio: torch.Tensor, lengths: torch.Tensor) -> list[dict[str, Any]]:
         """Results for a padded batch ``audio`` (B, N) at SAMPLE_RATE with ``lengths`` (B,) in samples."""
         if self.method == "dsp":
@@ -134,7 +143,7 @@ class TempoModel(ModelBase):
         feat, valid = log_mel(audio, lengths, self._feat_mel)
         return self.decode_features(feat, valid, lengths, audio.abs().amax(dim=-1))
 
-    @torch.inference_mode()
+    @_inference
     def decode_features(self, feat: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
                         peak: torch.Tensor, threshold: float | None = None) -> list[dict[str, Any]]:
         """The learned method from log-mel features (B, M, T), ``valid`` frames, ``lengths`` in

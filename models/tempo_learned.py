@@ -65,7 +65,8 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
 
 def _peak_values(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
     lo = np.clip(frames - 1, 0, act.size - 1)
-    return np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
+    peaks: np.ndarray = np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
+    return peaks
 
 
 def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -78,7 +79,8 @@ def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
     y0, y1, y2 = act[peak - 1], act[peak], act[peak + 1]
     denom = y0 - 2 * y1 + y2
     offset = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1.0), 0.0)
-    return peak + np.clip(offset, -0.5, 0.5)
+    refined: np.ndarray = peak + np.clip(offset, -0.5, 0.5)
+    return refined
 
 
 def _downbeats(down: np.ndarray, frames: np.ndarray, refined: np.ndarray) -> np.ndarray:

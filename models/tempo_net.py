@@ -105,7 +105,8 @@ def load_net(path: Path = WEIGHTS) -> BeatTCN:
     raw = json.loads(meta["config"])
     net = BeatTCN(NetConfig(**{**raw, "dilations": tuple(raw["dilations"])}))
     net.load_state_dict(load_file(str(path)))
-    return net.eval()
+    net.eval()
+    return net
 
 
 def feature_mel() -> torch.Tensor:

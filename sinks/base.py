@@ -126,7 +126,9 @@ class DeadLetter:
         return [*ours, *extra, *(_foreign_header(k, v) for k, v in self.headers)]
 
     def to_dict(self) -> dict[str, Any]:
-        b64 = lambda b: None if b is None else base64.b64encode(b).decode()  # noqa: E731
+        def b64(b: bytes | None) -> str | None:
+            return None if b is None else base64.b64encode(b).decode()
+
         return {
             "key_b64": b64(self.key), "value_b64": b64(self.value),
             "headers": [[k, b64(v)] for k, v in self.headers],

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # exported, not in __all__
 
 from sidepath.core.errors import ConfigError, FatalError, TransientSinkError
 from sidepath.core.logs import librdkafka_logging

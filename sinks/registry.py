@@ -56,7 +56,8 @@ _BUILTIN_DEAD_LETTER = {
 
 def _load_path(path: str) -> Callable[[str], Any]:
     module, _, attr = path.partition(":")
-    return getattr(import_module(module), attr)
+    factory: Callable[[str], Any] = getattr(import_module(module), attr)
+    return factory
 
 
 def _factories(group: str, builtin: dict[str, str]) -> dict[str, Callable[[], Callable[[str], Any]]]:

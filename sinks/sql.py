@@ -154,7 +154,6 @@ class SqlSink:
         return sa_url
 
     def _sqlite_pragmas(self, busy_timeout_ms: int, synchronous: str) -> None:
-        @event.listens_for(self.engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             try:
@@ -164,6 +163,8 @@ class SqlSink:
                 cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
             finally:
                 cur.close()
+
+        event.listen(self.engine, "connect", _on_connect)
 
     def _raise_for(self, exc: SQLAlchemyError, doing: str) -> None:
         verdict = classify(exc)

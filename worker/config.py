@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper().replace(".", "_")
 
 
-def _fields(obj: Any, prefix: str = ""):
+def _fields(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any, str, Any]]:
     """Yield (dotted key, owner object, field name, type) for every leaf."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):

@@ -23,7 +23,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-class _PartSize(click.ParamType):
+class _PartSize(click.ParamType):  # type: ignore[type-arg]  # generic only in click's stubs, not at run time
     name = "SIZE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:

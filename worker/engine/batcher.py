@@ -22,7 +22,7 @@ T = TypeVar("T")
 STOP = object()   # put on the queue to end the runner
 
 
-class Chunk(list):
+class Chunk(list[Any]):
     """Items handed over together with their units counted: a batch with room for all of them
     takes the chunk whole (one step per chunk, not per item); otherwise it is unpacked."""
 

@@ -50,13 +50,14 @@ def merged_spec(cfg: Config, models: list[Any]) -> DecodeSpec:
 
     specs = [m.decode_spec() for m in models]
     audio = [s for s in specs if s.audio]
-    return replace(specs[0], frames=any(s.frames for s in specs), audio=bool(audio),
-                   fps=cfg.decode.fps, max_frames=cfg.decode.max_frames, video_mode=cfg.decode.video_mode,
-                   max_side=max(s.max_side for s in specs) if all(s.max_side for s in specs) else 0,
-                   sample_rate=audio[0].sample_rate if audio else specs[0].sample_rate,
-                   max_audio_s=max((s.max_audio_s for s in audio), default=specs[0].max_audio_s),
-                   max_duration_s=cfg.decode.max_duration_s,
-                   hwaccel=resolve_hwaccel(cfg.decode.hwaccel, cfg.model.device))
+    spec: DecodeSpec = replace(specs[0], frames=any(s.frames for s in specs), audio=bool(audio),
+                          fps=cfg.decode.fps, max_frames=cfg.decode.max_frames, video_mode=cfg.decode.video_mode,
+                          max_side=max(s.max_side for s in specs) if all(s.max_side for s in specs) else 0,
+                          sample_rate=audio[0].sample_rate if audio else specs[0].sample_rate,
+                          max_audio_s=max((s.max_audio_s for s in audio), default=specs[0].max_audio_s),
+                          max_duration_s=cfg.decode.max_duration_s,
+                          hwaccel=resolve_hwaccel(cfg.decode.hwaccel, cfg.model.device))
+    return spec
 
 
 class Pipeline:

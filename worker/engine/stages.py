@@ -115,7 +115,7 @@ class DecodeStage:
         req = inf.request
         assert req is not None
         try:
-            media = self.decode(req.ref, req.kind, self.spec)
+            media: Media = self.decode(req.ref, req.kind, self.spec)
         except MessageError as exc:
             self.failures.fail(inf, exc.stage, exc)
             return None

@@ -94,7 +94,7 @@ class BatchHistogram:
         with self._lock:
             counts, total = list(self._counts), self._sum
         cumulative = list(accumulate(counts))
-        les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(les, cumulative)),
                                     sum_value=total)
 
