@@ -123,7 +123,9 @@ def _error(err: ErrorDetails, flat: dict[str, Any], from_env: set[str]) -> Confi
     ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in err.get("ctx", {}).items()}
     bound = {"greater_than": "must be greater than {gt}", "greater_than_equal": "must be {ge} or more",
              "less_than": "must be less than {lt}", "less_than_equal": "must be {le} or less"}.get(err["type"])
-    if err["type"] == "value_error":
+    if key not in LEAVES:                       # not expected: _flatten has placed every value on a key
+        fix = err["msg"]
+    elif err["type"] == "value_error":
         fix = str(ctx["error"]).replace("{env}", env_name(key))
     elif bound:
         fix = bound.format(**ctx) + (f" ({LEAVES[key].description})" if LEAVES[key].description else "")

@@ -87,7 +87,7 @@ NotBlank = Annotated[str, _NOT_BLANK]
 class Section(BaseModel):
     """A ``[section]`` of the file: unknown keys refused, numbers accepted for strings (``cpu = 8``)."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, validate_default=False)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     @field_validator("*", mode="before")
     @classmethod
