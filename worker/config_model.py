@@ -120,9 +120,9 @@ class KafkaConfig(Section):
         default="PLAINTEXT", description="librdkafka security.protocol")
     sasl_mechanism: str = Field(default="", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; needed with SASL")
     sasl_username: str = Field(default="", description="the SASL user")
-    sasl_password: str = Field(default="", description="the SASL password: environment only")
+    sasl_password: str = Field(default="", repr=False, description="the SASL password: environment only")
     ssl_ca_location: str = Field(default="", description="CA certificate file for SSL")
-    ssl_key_password: str = Field(default="", description="the SSL key's password: environment only")
+    ssl_key_password: str = Field(default="", repr=False, description="the SSL key's password: environment only")
     session_timeout_ms: int = Field(default=45000, gt=0, description="a member silent this long leaves the group")
     max_poll_interval_ms: int = Field(default=300000, description="librdkafka max.poll.interval.ms")
     client_id: str = Field(default="", description="the client.id brokers see, stable across pods so that a "

@@ -52,6 +52,7 @@ def test_secrets_masked():
                                      "SIDEPATH_SINKS_URLS": "postgresql+psycopg://bob:pw@db:5432/x"})
     shown = str(masked(cfg))
     assert "s3cret" not in shown and ":pw@" not in shown and "bob:***@db" in shown
+    assert "s3cret" not in repr(cfg) and "s3cret" not in repr(cfg.kafka)    # a config in a log line or traceback
     assert mask_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
 
 
