@@ -1,9 +1,9 @@
-"""The chart's schema for ``config.*``, derived from the worker's own keys (``sidepath config keys``).
+"""The chart's schema for ``config.*``, generated from the worker's config model (worker/config_model.py).
 
 Every section is closed (``additionalProperties: false``), so a typo in the values fails
-``helm install`` with the key's path instead of a pod crash-looping on "unknown key".  The
-types come from worker/config.py; the few constraints a type cannot say are in
-``_CONSTRAINTS``.  Regenerate after adding a config key:
+``helm install`` with the key's path instead of a pod crash-looping on "unknown key".  Each
+key's type, allowed values, limits and description are the model's own; only what the chart
+adds (required keys, a real port) is here.  Regenerate after changing a config key:
 
     python -m sidepath.worker.config_schema --write
 """
@@ -14,45 +14,48 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sidepath.worker.config import _CHOICES, describe_keys
+from sidepath.worker.config_model import LEAVES, Config
 
 __all__ = ["config_schema", "SCHEMA_PATH"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "charts" / "sidepath" / "values.schema.json"
 
-_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array", "dict": "object"}
 #: sections the chart sets itself (deploy.* comes from gpu/resources/replicas values)
 _CHART_OWNED = {"deploy"}
-_HOST_PORTS = r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]+(,[A-Za-z0-9_.\-\[\]:]+:[0-9]+)*$"
-_CONSTRAINTS: dict[str, dict[str, Any]] = {
-    "kafka.bootstrap_servers": {"minLength": 1, "pattern": _HOST_PORTS},
-    "kafka.topic": {"minLength": 1},
-    "kafka.group_id": {"minLength": 1},
-    "sinks.urls": {"minItems": 1, "items": {"type": "string", "minLength": 1}},
-    "engine.shutdown_grace_s": {"minimum": 0},
-    "engine.close_timeout_s": {"minimum": 0},
-    "decode.threads": {"minimum": 0},
-    "metrics.port": {"minimum": 1, "maximum": 65535},
-}
+#: what a key's JSON Schema may say in the chart (pydantic's title and default are left out)
+_KEPT = ("type", "enum", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minLength", "pattern",
+         "minItems", "items", "description")
+#: the chart's own demands beyond the worker's
+_CHART_CONSTRAINTS: dict[str, dict[str, Any]] = {"metrics.port": {"minimum": 1}}     # the chart needs a real port
 _REQUIRED = {"": ["kafka", "sinks"], "kafka": ["bootstrap_servers", "topic"], "sinks": ["urls"]}
+
+
+def _property_schemas() -> dict[str, dict[str, Any]]:
+    """Dotted key -> that key's JSON Schema, as pydantic writes it for the model."""
+    full = Config.model_json_schema()
+    out: dict[str, dict[str, Any]] = {}
+    for section_name, ref in full["properties"].items():
+        section = full["$defs"][ref["$ref"].rpartition("/")[2]]
+        for name, prop in section["properties"].items():
+            out[f"{section_name}.{name}"] = prop
+    return out
 
 
 def config_schema() -> dict[str, Any]:
     sections: dict[str, dict[str, Any]] = {}
-    for key, typ, _default, _env in describe_keys():
+    props = _property_schemas()
+    for key in LEAVES:
         section, _, name = key.partition(".")
         if section in _CHART_OWNED:
             continue
-        prop: dict[str, Any] = {"type": _TYPES[typ]}
-        if key in _CHOICES:
-            prop = {"enum": list(_CHOICES[key])}
-        prop.update(_CONSTRAINTS.get(key, {}))
+        prop = {k: v for k, v in props[key].items() if k in _KEPT}
+        prop.update(_CHART_CONSTRAINTS.get(key, {}))
         sec = sections.setdefault(section, {"type": "object", "additionalProperties": False, "properties": {}})
         sec["properties"][name] = prop
     for section, required in _REQUIRED.items():
         if section:
             sections[section]["required"] = required
-    return {"description": "sidepath.toml without its deploy section; generated from worker/config.py by "
+    return {"description": "sidepath.toml without its deploy section; generated from worker/config_model.py by "
                            "python -m sidepath.worker.config_schema --write.",
             "type": "object", "additionalProperties": False, "required": _REQUIRED[""], "properties": sections}
 

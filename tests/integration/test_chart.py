@@ -11,7 +11,6 @@ worker's own config loader. The Dockerfile is linted with hadolint.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import fnmatch
 import json
 import re
@@ -115,7 +114,7 @@ def config_env_names() -> set[str]:
                 yield from leaves(v, f"{prefix}{k}.")
             else:
                 yield prefix + k
-    return {env_name(k) for k in leaves(dataclasses.asdict(Config()))}
+    return {env_name(k) for k in leaves(Config().to_dict())}
 
 
 #: the series names each metric type exposes (labelled metrics have no samples yet)

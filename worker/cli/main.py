@@ -149,12 +149,12 @@ def config_show(ctx: click.Context, fmt: str) -> None:
 
 @config.command("keys")
 def config_keys() -> None:
-    """List every config key with its type, default and environment variable."""
+    """List every config key with its type, default, environment variable and meaning."""
     from sidepath.worker.config import describe_keys
 
-    click.echo("| key | type | default | environment variable |\n|---|---|---|---|")
-    for key, typ, default, env in describe_keys():
-        click.echo(f"| `{key}` | {typ} | `{default}` | `{env}` |")
+    click.echo("| key | type | default | environment variable | meaning |\n|---|---|---|---|---|")
+    for key, typ, default, env, meaning in describe_keys():
+        click.echo(f"| `{key}` | {typ} | `{default}` | `{env}` | {meaning.replace('|', '/')} |")
 
 
 @cli.command()
