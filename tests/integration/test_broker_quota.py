@@ -9,7 +9,7 @@ scrapes it with the chart's alert rules:
   run outlasts that window in Prometheus, so a rule that misfired on a throttled worker would show;
 - a control rule, the chart's stall rule with a 3-second window, does go pending: the quota
   holds the worker back long enough that a naive rule would misfire;
-- Prometheus shows sidepath_broker_throttle_seconds above 0.
+- Prometheus shows sidepath_broker_throttled at 1 and sidepath_broker_throttle_seconds above 0.
 
 Waits poll generously; nothing asserts how long anything took.
 """
@@ -23,7 +23,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
@@ -41,7 +40,7 @@ pytestmark = pytest.mark.kafka
 PAYLOAD = {"uid": "u", "seqid": 1, "data": "eA=="}
 DIVISOR = 30             # the test copy of the rules: every duration of the chart divided by this
 STALL_WINDOW_S = 15 * 60 // DIVISOR     # SidepathGroupStalled's 15-minute window: 30 s here
-STUCK_AFTER_S = 8        # the stuck-poll window (120 s in the chart); scrapes are 1 s apart
+STUCK_AFTER_S = 5        # the stuck-poll window: 120 s / 30, rounded up, as scrapes and evaluations are 1 s apart
 NAIVE_STALL_S = 3        # the control's stall window: shorter than the time a quota holds the worker back
 RELEASE = "quota"
 
@@ -84,7 +83,7 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
     assert producer.flush(30) == 0
     port = free_ports(1)[0]
     cfg = worker_config(tmp_path, kafka_bootstrap, topic, **{
-        "kafka.client_id": f"sidepath-quota-{uuid.uuid4().hex[:8]}", "kafka.statistics_interval_ms": 500,
+        "kafka.client_id": f"sidepath-quota-{uuid.uuid4().hex[:8]}", "kafka.statistics_interval_ms": 1000,
         # small fetches, so that the throttled fetches interleave with the work
         "kafka.consumer": {"fetch.max.bytes": "65536", "max.partition.fetch.bytes": "32768",
                            "message.max.bytes": "32768"},
@@ -93,14 +92,15 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
         "metrics.port": port, "metrics.host": "127.0.0.1"})
     client = client_id(cfg)
     _quota(kafka_bootstrap, client, "--add-config", "consumer_byte_rate=20000")
-    rules = write_rules(tmp_path / "rules.yaml", stuck_after_s=STUCK_AFTER_S, time_divisor=DIVISOR, extra=[_naive_stall_rule()])
+    rules = write_rules(tmp_path / "rules.yaml", stuck_after_s=STUCK_AFTER_S, time_divisor=DIVISOR,
+                        extra=[_naive_stall_rule()])
     chart_alerts = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = start_worker_process(write_config_file(tmp_path / "sidepath.toml", cfg), log_path=tmp_path / "worker.log",
                                 env=env)
     prom = None
     out = tmp_path / "results.jsonl"
-    misfires: list[str] = []
+    misfires: dict[str, str] = {}       # "alert state" -> the first series it was seen on
     control: set[str] = set()
     throttled_in_prometheus = was_ready = covered = False
     not_ready = 0
@@ -115,14 +115,14 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
             for a in prom.all_alerts():
                 name = a["labels"]["alertname"]
                 if name in chart_alerts:
-                    misfires.append(f"{name} {a['state']} {a['labels']}")
+                    misfires.setdefault(f"{name} {a['state']}", str(a["labels"]))
                 else:
                     control.add(a["state"])
             ready = _ready(port)
             was_ready = was_ready or bool(ready)
             not_ready += was_ready and ready is False          # once ready, it must stay so
             throttled_in_prometheus = throttled_in_prometheus or bool(prom.query(
-                f'sidepath_broker_throttle_seconds{{stat="max", app_kubernetes_io_instance="{RELEASE}"}} > 0'))
+                f'sidepath_broker_throttled{{app_kubernetes_io_instance="{RELEASE}"}} == 1'))
             done = len(jsonl_results(out))
             # the stall rule compared offsets a whole window apart while messages were still unfinished
             covered = covered or (done < n and bool(prom.query(
@@ -130,6 +130,9 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
             if done >= n and throttled_in_prometheus:
                 break
             time.sleep(0.5)
+        # each statistics interval's throttle time, as scraped over the whole run
+        peak = prom.query(f'max_over_time(sidepath_broker_throttle_seconds{{stat="max", '
+                          f'app_kubernetes_io_instance="{RELEASE}"}}[10m])')
         stalls = prom.query(f'sidepath_partition_stalls_total{{app_kubernetes_io_instance="{RELEASE}"}}')
         unhealthy = [(r["name"], r.get("lastError")) for r in prom.rules() if r["health"] != "ok"]
     finally:
@@ -145,7 +148,8 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
         _quota(kafka_bootstrap, client, "--delete-config", "consumer_byte_rate")
     ids = [r["postid"] for r in jsonl_results(out)]
     assert sorted(ids) == sorted(f"q{i}" for i in range(n))          # one result each
-    assert throttled_in_prometheus, "prometheus never saw the throttle metric show the quota"
+    assert throttled_in_prometheus, "prometheus never saw sidepath_broker_throttled at 1"
+    assert [float(s["value"][1]) > 0 for s in peak] == [True], f"no throttle time in prometheus: {peak}"
     assert not unhealthy, unhealthy                                   # every rule evaluated
     assert covered, f"the throttled run ended before the {STALL_WINDOW_S} s stall window: produce more"
     assert control, "the control stall rule never went pending: the quota did not hold the worker back"
