@@ -148,11 +148,11 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
         _quota(kafka_bootstrap, client, "--delete-config", "consumer_byte_rate")
     ids = [r["postid"] for r in jsonl_results(out)]
     assert sorted(ids) == sorted(f"q{i}" for i in range(n))          # one result each
+    assert not misfires, misfires
     assert throttled_in_prometheus, "prometheus never saw sidepath_broker_throttled at 1"
     assert [float(s["value"][1]) > 0 for s in peak] == [True], f"no throttle time in prometheus: {peak}"
     assert not unhealthy, unhealthy                                   # every rule evaluated
     assert covered, f"the throttled run ended before the {STALL_WINDOW_S} s stall window: produce more"
     assert control, "the control stall rule never went pending: the quota did not hold the worker back"
-    assert not misfires, misfires
     assert was_ready and not not_ready, f"ready once: {was_ready}; not ready {not_ready} times after"
     assert [float(s["value"][1]) for s in stalls] == [0.0], stalls
