@@ -48,7 +48,7 @@ def write_rules(path: Path, *, stuck_after_s: int, for_: str | None = None, time
             expr = rule["expr"]
             if time_divisor > 1:
                 rule["for"] = _scaled(rule["for"], time_divisor)
-                expr = re.sub(r"\[[^\]]+\]|offset \w+", lambda m: _scaled(m.group(0), time_divisor), expr)
+                expr = re.sub(r"\[[^\]]+\]|\boffset \d+[smhd]\b", lambda m: _scaled(m.group(0), time_divisor), expr)
             if for_ is not None:
                 rule["for"] = for_
             if rule.get("alert") == "SidepathPollLoopStuck":

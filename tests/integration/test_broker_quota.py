@@ -95,6 +95,8 @@ def test_worker_throttled_by_a_broker_quota_keeps_working_and_no_alert_fires(tmp
     rules = write_rules(tmp_path / "rules.yaml", stuck_after_s=STUCK_AFTER_S, time_divisor=DIVISOR,
                         extra=[_naive_stall_rule()])
     chart_alerts = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    copied = {r["alert"]: r for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}
+    assert f"offset {STALL_WINDOW_S}s" in copied["SidepathGroupStalled"]["expr"], "the stall window was not scaled"
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = start_worker_process(write_config_file(tmp_path / "sidepath.toml", cfg), log_path=tmp_path / "worker.log",
                                 env=env)
