@@ -131,7 +131,9 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
     # lag and committed offsets through a client of their own, which a broker quota on the worker's
     # client.id does not hold back (docs/operations.md, "Setting a broker quota")
-    health.lag_client = Consumer(consumer_config(cfg, **{"client.id": f"{client_id(cfg)}-lag"}))
+    lag_conf = consumer_config(cfg, **{"client.id": f"{client_id(cfg)}-lag"})
+    lag_conf.pop("group.instance.id", None)      # it never joins; the static member id is the consumer's alone
+    health.lag_client = Consumer(lag_conf)
     try:
         result = engine.run()
     finally:
