@@ -20,18 +20,14 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -39,88 +35,16 @@ from sidepath.core.logs import librdkafka_logging
 from sidepath.worker.dev.local_kafka import free_ports, group_offsets, kafka_tool
 from sidepath.worker.jobs.lag import partition_lag
 from tests.kafka_util import create_topic, produce
+from tests.prometheus_util import Prometheus, write_rules
 from tests.worker_util import start_worker_process, wait_for, worker_config, write_config_file
 
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "charts" / "sidepath" / "files" / "alerts.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 STUCK_AFTER_S = 8               # the test copy's stuck-poll window (120 s in the chart); scrapes are 1 s apart
 LAG_THRESHOLD = 3
 PAYLOAD = {"uid": "u", "seqid": 1, "data": "eA=="}
-
-
-# ---- Prometheus ---------------------------------------------------------------------------
-def _test_rules(path: Path) -> Path:
-    """The chart's rules with short `for:` and a short stuck-poll window; expressions otherwise as shipped."""
-    doc = yaml.safe_load(ALERTS.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            rule["for"] = "2s"
-            if rule.get("alert") == "SidepathPollLoopStuck":
-                assert "> 120" in rule["expr"], "the stuck-poll window moved: update this test"
-                rule["expr"] = rule["expr"].replace("> 120", f"> {STUCK_AFTER_S}")
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, int]) -> None:
-        exe = shutil.which("prometheus")
-        if exe is None:
-            pytest.fail("prometheus not found: run scripts/bootstrap.sh --test (Debian package 'prometheus')")
-        self.port = free_ports(1)[0]
-        rules = _test_rules(workdir / "rules.yaml")
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(rules)],
-            "scrape_configs": [{
-                "job_name": "sidepath",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{port}"],
-                     "labels": {"app_kubernetes_io_name": "sidepath", "app_kubernetes_io_instance": release,
-                                "namespace": "ml", "pod": f"{release}-0"}}
-                    for release, port in targets.items()],
-            }],
-        }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = open(workdir / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(
-            [exe, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self._ready, 60, interval=0.5, what="prometheus to be ready")
-
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, "prometheus exited; see prometheus.log"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def alerts(self, name: str) -> dict[str, str]:
-        """{release: state (pending|firing)} of one alert."""
-        return {a["labels"].get("app_kubernetes_io_instance", ""): a["state"]
-                for a in self._get("/api/v1/alerts")["data"]["alerts"] if a["labels"]["alertname"] == name}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def _by_partition(result: list[dict[str, Any]]) -> dict[int, float]:
@@ -192,7 +116,8 @@ def test_prometheus_sees_true_lag_quiet_startups_frozen_loops_and_absent_release
     gate_a, load_c, freeze_c = tmp_path / "gate-a", tmp_path / "load-c", tmp_path / "freeze-c"
     for f in (gate_a, load_c, freeze_c):
         f.touch()
-    prom = Prometheus(tmp_path, ports)
+    rules = write_rules(tmp_path / "rules.yaml", stuck_after_s=STUCK_AFTER_S, for_="2s")
+    prom = Prometheus(tmp_path, ports, rules)
     procs: dict[str, subprocess.Popen] = {}
     try:
         procs["rel-a"] = _worker(tmp_path, "rel-a", kafka_bootstrap, topic, ports["rel-a"], gate=str(gate_a))

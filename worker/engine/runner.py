@@ -25,7 +25,7 @@ from sidepath.worker.engine.hooks import EngineHooks
 from sidepath.worker.engine.pacing import pacer_from_config
 from sidepath.worker.engine.pipeline import Pipeline
 from sidepath.worker.engine.poll_loop import Engine, StartAt
-from sidepath.worker.kafka_config import consumer_config
+from sidepath.worker.kafka_config import client_id, consumer_config
 from sidepath.worker.ops.broker_stats import throttle_stats_cb
 from sidepath.worker.ops.health import Health
 from sidepath.worker.ops.http import HealthServer
@@ -129,9 +129,15 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     _install_signals(engine, cfg.engine.shutdown_grace_s)
     pipe.start()
     metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
+    # lag and committed offsets through a client of their own, which a broker quota on the worker's
+    # client.id does not hold back (docs/operations.md, "Setting a broker quota")
+    lag_conf = consumer_config(cfg, **{"client.id": f"{client_id(cfg)}-lag"})
+    lag_conf.pop("group.instance.id", None)      # it never joins; the static member id is the consumer's alone
+    health.lag_client = Consumer(lag_conf)
     try:
         result = engine.run()
     finally:
+        health.lag_client.close()
         pacer.close()
         pipe.stop()
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -16,6 +17,9 @@ from prometheus_client import CollectorRegistry, Gauge
 __all__ = ["throttle_ms", "throttle_stats_cb"]
 
 log = logging.getLogger(__name__)
+
+#: a minute without a throttled answer ends "throttled": several quota windows (11 s by default)
+QUIET_S = 60.0
 
 
 def throttle_ms(stats_json: str) -> tuple[float, float]:
@@ -30,13 +34,18 @@ def throttle_ms(stats_json: str) -> tuple[float, float]:
     return avg, peak
 
 
-def throttle_stats_cb(registry: CollectorRegistry) -> Callable[[str], None]:
-    """A librdkafka ``stats_cb`` that sets ``sidepath_broker_throttle_seconds{stat=avg|max}``."""
+def throttle_stats_cb(registry: CollectorRegistry, *, quiet_s: float = QUIET_S,
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[str], None]:
+    """A librdkafka ``stats_cb`` that sets ``sidepath_broker_throttle_seconds{stat=avg|max}`` (the last
+    interval) and ``sidepath_broker_throttled``: 1 from the first throttled answer until ``quiet_s``
+    without one. A throttled worker gets a throttled answer about once per quota window and none in
+    between, so the last interval alone says 0 most of the time; the log says so once each way."""
     gauge = Gauge("sidepath_broker_throttle_seconds", "Time the brokers held this worker's requests back "
                   "for a quota over the last statistics interval (kafka.statistics_interval_ms), "
                   "the highest of any broker: stat=avg | max.", ["stat"], registry=registry)
-    total = Gauge("sidepath_broker_throttled", "1 while a broker quota throttles this worker.", registry=registry)
-    said = [False]
+    total = Gauge("sidepath_broker_throttled", "1 while a broker quota throttles this worker (until "
+                  f"{quiet_s:.0f} s without a throttled answer).", registry=registry)
+    last_throttled: list[float | None] = [None]
 
     def on_stats(stats_json: str) -> None:
         try:
@@ -46,13 +55,15 @@ def throttle_stats_cb(registry: CollectorRegistry) -> Callable[[str], None]:
             return
         gauge.labels("avg").set(avg / 1000)
         gauge.labels("max").set(peak / 1000)
-        total.set(int(peak > 0))
-        if (peak > 0) != said[0]:
-            said[0] = peak > 0
-            if peak > 0:
+        now = clock()
+        if peak > 0:
+            if last_throttled[0] is None:
                 log.info("a broker quota throttles this worker (up to %.0f ms per request); still consuming, "
                          "more slowly", peak)
-            else:
-                log.info("no longer throttled by a broker quota")
+            last_throttled[0] = now
+        elif last_throttled[0] is not None and now - last_throttled[0] >= quiet_s:
+            last_throttled[0] = None
+            log.info("no longer throttled by a broker quota (no throttled answer for %.0f s)", quiet_s)
+        total.set(int(last_throttled[0] is not None))
 
     return on_stats

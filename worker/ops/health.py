@@ -71,6 +71,10 @@ class Health:
         self._next_refresh = 0.0
         self._progress: dict[tuple[str, int], tuple[int | None, float]] = {}
         self.started = time.time()
+        # the lag refresh's own client (client.id <client.id>-lag, never joins the group): a broker
+        # quota on the worker's client.id holds every request on the consumer's connections back,
+        # which would block the poll loop for seconds and leave the lag series stale; None = the consumer
+        self.lag_client: Any = None
         self.gpu_used: Any = None          # () -> bytes, set when the model runs on a GPU
 
     # ---- HTTP checks (any thread): the published snapshot only --------------------
@@ -119,9 +123,10 @@ class Health:
         # the group's total over every partition of the topic (KEDA's view), so that a dashboard or
         # an HPA takes one series instead of summing per-pod ones; the per-partition series below
         # stay for the partitions this pod owns
-        tps = _all_partitions(engine, keys)
+        client = self.lag_client if self.lag_client is not None else engine.consumer
+        tps = _all_partitions(client, keys)
         try:
-            committed = {(tp.topic, tp.partition): tp.offset for tp in engine.consumer.committed(tps, timeout=2)}
+            committed = {(tp.topic, tp.partition): tp.offset for tp in client.committed(tps, timeout=2)}
         except (KafkaException, RuntimeError) as exc:
             log.debug("lag refresh skipped: %s", exc)
             return
@@ -140,7 +145,7 @@ class Health:
                 total = None                  # no total this round rather than a partial one
                 continue
             try:
-                lo, hi = engine.consumer.get_watermark_offsets(tp, timeout=2)
+                lo, hi = client.get_watermark_offsets(tp, timeout=2)
             except (KafkaException, RuntimeError):
                 total = None                  # one unknown partition: no total rather than a low one
                 continue
@@ -191,11 +196,11 @@ class Health:
             self.stalled = self.stalled - {k}
 
 
-def _all_partitions(engine: EngineView, owned: Sequence[tuple[str, int]]) -> list[TopicPartition]:
+def _all_partitions(client: Any, owned: Sequence[tuple[str, int]]) -> list[TopicPartition]:
     """Every partition of the topic (from the client's metadata); the owned ones when it cannot say."""
     topic = owned[0][0]
     try:
-        md = engine.consumer.list_topics(topic, timeout=2).topics.get(topic)
+        md = client.list_topics(topic, timeout=2).topics.get(topic)
     except (KafkaException, RuntimeError):
         md = None
     parts = sorted(md.partitions) if md is not None and md.error is None and md.partitions else []
