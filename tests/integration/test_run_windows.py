@@ -57,7 +57,8 @@ def test_worker_waits_outside_the_window_and_drains_when_it_opens(tmp_path, kafk
 
 
 def test_backfill_waits_outside_the_window(tmp_path):
-    from sidepath.worker.jobs.backfill import rows_from_file, run_backfill
+    from sidepath.worker.jobs.backfill import run_backfill
+    from sidepath.worker.jobs.backfill_sources import rows_from_file
 
     src = tmp_path / "items.jsonl"
     src.write_text("".join(json.dumps({"postid": f"b{i}", **PAYLOAD}) + "\n" for i in range(20)))
