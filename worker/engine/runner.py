@@ -29,6 +29,7 @@ from sidepath.worker.kafka_config import consumer_config
 from sidepath.worker.ops.broker_stats import throttle_stats_cb
 from sidepath.worker.ops.health import Health
 from sidepath.worker.ops.http import HealthServer
+from sidepath.worker.ops.lag_reader import LagReader
 from sidepath.worker.ops.metrics import build_metrics
 
 __all__ = ["run_worker"]
@@ -69,8 +70,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
     metrics = build_metrics(registry)
     metrics.registry.register(FetchThrottleCollector())
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
-                    stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s,
-                    offset_reset=cfg.kafka.auto_offset_reset)
+                    stall_after_s=cfg.metrics.stall_after_s)
     server = None
     if cfg.metrics.port:
         try:
@@ -127,11 +127,17 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     if on_engine is not None:
         on_engine(engine)
     _install_signals(engine, cfg.engine.shutdown_grace_s)
+    # the lag metrics come from a thread with its own client: a slow broker never holds the poll loop up;
+    # --from-beginning starts a partition without a committed offset at its log start, like earliest
+    lag = LagReader(health, lambda: Consumer(consumer_config(cfg)), interval_s=cfg.metrics.lag_interval_s,
+                    reset="earliest" if start == "beginning" else cfg.kafka.auto_offset_reset)
     pipe.start()
     metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
+    lag.start()
     try:
         result = engine.run()
     finally:
+        lag.stop()
         pacer.close()
         pipe.stop()
     return result
