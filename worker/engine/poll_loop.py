@@ -74,7 +74,7 @@ class Engine:
                  commit: CommitStrategy | None = None, pacer: Pacer | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
-        self.metrics, self.limits, self.start = metrics, limits, start
+        self.metrics, self.limits = metrics, limits
         self.until_end, self.max_messages, self.is_blocked = until_end, max_messages, is_blocked
         self.health = health
         self.committer: CommitStrategy = commit if commit is not None else PlainCommit(consumer)

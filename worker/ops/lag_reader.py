@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from sidepath.core.logs import Throttle
 from sidepath.worker.jobs.lag import partition_lag
 from sidepath.worker.ops.health import Health, LagReport, PartitionOffsets
 
@@ -74,14 +75,23 @@ class LagReader(threading.Thread):
         committed offset starts (``earliest`` or ``latest``), for its lag."""
         super().__init__(name="lag-reader", daemon=True)
         self.health, self.client, self.reset = health, client, reset
-        self.interval_s = max(interval_s, 0.05)     # 0 would spin (the poll loop used to refresh at every poll)
+        self.interval_s = max(interval_s, 0.05)     # 0 (the config allows it) must not spin
         self._stopping = threading.Event()
+        self._warn = Throttle()
 
     def run(self) -> None:
-        client = self.client()
+        try:
+            client = self.client()
+        except Exception as exc:  # noqa: BLE001 - the engine's own consumer reports a bad config
+            log.warning("no lag metrics: cannot build the lag reader's Kafka client (%s)", exc)
+            return
         try:
             while not self._stopping.wait(self.interval_s):
-                self.refresh(client)
+                try:
+                    self.refresh(client)
+                except Exception:  # noqa: BLE001 - a bug here must not end the lag metrics for good
+                    if self._warn.due("refresh"):
+                        log.exception("lag refresh failed")
         finally:
             client.close()
 
