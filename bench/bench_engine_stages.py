@@ -29,8 +29,10 @@ from sidepath.models import create_model
 from sidepath.sinks.kafka import KafkaSink
 from sidepath.worker.config import EngineConfig
 from sidepath.worker.engine.gc_tuning import settle_after_startup
+from sidepath.worker.engine.model_runner import ModelRunner
 from sidepath.worker.engine.poll_loop import Engine
-from sidepath.worker.engine.stages import DecodeStage, Failures, ModelRunner, SinkWriter
+from sidepath.worker.engine.sink_writer import SinkWriter
+from sidepath.worker.engine.stages import DecodeStage, Failures
 from sidepath.worker.ops.metrics import build_metrics
 
 TOPIC = "in"
@@ -88,7 +90,7 @@ def main() -> None:
             batch = runner.batcher.next_batch(0.0)
             clock("model runner: predict, results", runner._run_batch, batch)
         clock("sink writer: encode, produce", writer.write, writer._gather())
-        clock("poll loop: apply completions", engine._drain_completions, 0.0)
+        clock("poll loop: apply completions", engine.drain_completions, 0.0)
         sink.producer._producer.purge()
     assert engine.stats.done == len(msgs), engine.stats
     total = sum(spent.values())

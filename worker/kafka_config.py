@@ -7,7 +7,7 @@ from typing import Any
 from sidepath.core.logs import librdkafka_logging
 from sidepath.worker.config import Config, env_name
 
-__all__ = ["client_id", "consumer_config", "producer_config", "admin_config", "security_config"]
+__all__ = ["client_id", "consumer_config", "lag_reader_config", "producer_config", "admin_config", "security_config"]
 
 
 def security_config(cfg: Config) -> dict[str, Any]:
@@ -60,6 +60,15 @@ def consumer_config(cfg: Config, **extra: Any) -> dict[str, Any]:
         conf["group.instance.id"] = k.group_instance_id
     # cooperative rebalancing is what the engine's incremental assign/unassign relies on
     conf["partition.assignment.strategy"] = "cooperative-sticky"
+    return conf
+
+
+def lag_reader_config(cfg: Config) -> dict[str, Any]:
+    """The lag reader's client: the group's id (to read its committed offsets) but a client.id of its
+    own, which a broker quota on the worker's client.id does not hold back (docs/operations.md,
+    "Setting a broker quota"); it never joins the group, so it takes no static member id."""
+    conf = consumer_config(cfg, **{"client.id": f"{client_id(cfg)}-lag"})
+    conf.pop("group.instance.id", None)
     return conf
 
 

@@ -45,7 +45,8 @@ def test_worker_waits_outside_the_window_and_drains_when_it_opens(tmp_path, kafk
         time.sleep(3)
         assert jsonl_results(out) == [] and w.engine.stats.taken == 0
         assert w.metric("sidepath_outside_run_window") == 1
-        w.engine.health.refresh(w.engine)               # a lag refresh: waiting on purpose is not a stall
+        applied = w.engine.health.reports_applied       # a lag refresh: waiting on purpose is not a stall
+        wait_for(lambda: w.engine.health.reports_applied > applied, 30, what="a lag refresh")
         assert w.engine.health.ready() == (True, "ready")
         assert w.engine.health.ping()[0]
         clock.t = shanghai("22:00:00")                  # the window opens
@@ -57,7 +58,8 @@ def test_worker_waits_outside_the_window_and_drains_when_it_opens(tmp_path, kafk
 
 
 def test_backfill_waits_outside_the_window(tmp_path):
-    from sidepath.worker.jobs.backfill import rows_from_file, run_backfill
+    from sidepath.worker.jobs.backfill import run_backfill
+    from sidepath.worker.jobs.backfill_sources import rows_from_file
 
     src = tmp_path / "items.jsonl"
     src.write_text("".join(json.dumps({"postid": f"b{i}", **PAYLOAD}) + "\n" for i in range(20)))

@@ -99,8 +99,7 @@ def test_hooks_keep_a_fatal_error_until_bind_and_bind_only_once():
 
 
 def test_health_checks_read_only_the_published_snapshot():
-    health = Health(build_metrics(CollectorRegistry()), group="g", ping_timeout_s=30, stall_after_s=60,
-                    lag_interval_s=10)
+    health = Health(build_metrics(CollectorRegistry()), group="g", ping_timeout_s=30, stall_after_s=60)
     health.models_ready = True
     assert health.ready() == (False, "no partitions assigned")
     health.publish(PollSnapshot(last_poll=0.0, assigned=(("t", 0),)))

@@ -49,12 +49,12 @@ def test_an_error_from_one_model_leaves_the_other_models_results_alone():
     engine = _engine([a, b])
     inf = _take(engine, 0, 2)
     engine.completions.put([Completion(inf, error_result(inf, a.name, a.version, "infer", "boom"))])
-    engine._drain_completions(0.0)
+    engine.drain_completions(0.0)
     assert inf.failed and inf.remaining == 1 and engine.stats.done == 0
     late = ok_result(inf, b, {"n": 1}, {**inf.timings_ms, "infer": 1.0}, utc_now())
     assert late.timings_ms == {"infer": 1.0}
     engine.completions.put([Completion(inf, late)])
-    engine._drain_completions(0.0)
+    engine.drain_completions(0.0)
     assert engine.stats.done == 1 and engine.stats.errors == 1
     assert not engine.inflight and engine.tracker.committable() == {TP: 1}
 
@@ -66,12 +66,12 @@ def test_completions_of_a_revoked_assignment_are_dropped_and_offsets_wait_for_th
     # out of order: 2 and 0 finish, 1 does not -- the committable offset stops at 1
     engine.completions.put([Completion(infs[2], ok_result(infs[2], model, {}, {}, utc_now()))])
     engine.completions.put([Completion(infs[0], ok_result(infs[0], model, {}, {}, utc_now()))])
-    engine._drain_completions(0.0)
+    engine.drain_completions(0.0)
     assert engine.stats.done == 2 and engine.tracker.committable() == {TP: 1}
     # the partition is revoked and assigned again: the old record's late completion counts for nothing
-    engine._forget([TP])
+    engine.rebalance.forget([TP])
     engine.tracker.revoke(TP)
     engine.tracker.assign(TP)
     engine.completions.put([Completion(infs[1], ok_result(infs[1], model, {}, {}, utc_now()))])
-    engine._drain_completions(0.0)
+    engine.drain_completions(0.0)
     assert engine.stats.done == 2 and engine.tracker.committable() == {}

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = {"Producer", "Consumer", "AdminClient"}
 #: helpers that return a config with librdkafka_logging() in it (worker/kafka_config.py)
-CONFIG_HELPERS = {"consumer_config", "producer_config", "admin_config"}
+CONFIG_HELPERS = {"consumer_config", "lag_reader_config", "producer_config", "admin_config"}
 
 
 def _name(node: ast.AST) -> str:

@@ -46,7 +46,8 @@ def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, q
              model_name: str | None, via_topic: str | None, progress: bool | None, max_rate: float | None,
              log_every_s: float) -> None:
     """Run the model over existing items to (re)fill a results table; resumable."""
-    from sidepath.worker.jobs.backfill import rows_from_dir, rows_from_file, rows_from_sql, run_backfill
+    from sidepath.worker.jobs.backfill import run_backfill
+    from sidepath.worker.jobs.backfill_sources import rows_from_dir, rows_from_file, rows_from_sql
 
     overrides: dict[str, Any] = {}
     if sinks:
@@ -73,7 +74,7 @@ def backfill(ctx: click.Context, input_path: Path | None, sql_url: str | None, q
         assert input_path is not None
         rows, name = rows_from_file(input_path), input_path.stem
     if via_topic:
-        from sidepath.worker.jobs.backfill import request_value, select_rows
+        from sidepath.worker.jobs.backfill_sources import request_value, select_rows
         from sidepath.worker.jobs.produce import produce_requests
 
         cfg.kafka.topic = via_topic

@@ -20,7 +20,9 @@ from sidepath.worker.config import Config
 from sidepath.worker.engine.cpus import decode_threads
 from sidepath.worker.engine.gc_tuning import settle_after_startup
 from sidepath.worker.engine.inflight import Completion, Inflight
-from sidepath.worker.engine.stages import STOP, DecodeStage, Failures, ModelRunner, SinkWriter
+from sidepath.worker.engine.model_runner import ModelRunner
+from sidepath.worker.engine.sink_writer import SinkWriter
+from sidepath.worker.engine.stages import STOP, DecodeStage, Failures
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["Pipeline", "build_models", "merged_spec"]

@@ -25,10 +25,11 @@ from sidepath.worker.engine.hooks import EngineHooks
 from sidepath.worker.engine.pacing import pacer_from_config
 from sidepath.worker.engine.pipeline import Pipeline
 from sidepath.worker.engine.poll_loop import Engine, StartAt
-from sidepath.worker.kafka_config import client_id, consumer_config
+from sidepath.worker.kafka_config import consumer_config, lag_reader_config
 from sidepath.worker.ops.broker_stats import throttle_stats_cb
 from sidepath.worker.ops.health import Health
 from sidepath.worker.ops.http import HealthServer
+from sidepath.worker.ops.lag_reader import LagReader
 from sidepath.worker.ops.metrics import build_metrics
 
 __all__ = ["run_worker"]
@@ -69,8 +70,7 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
     metrics = build_metrics(registry)
     metrics.registry.register(FetchThrottleCollector())
     health = Health(metrics, group=cfg.kafka.group_id, ping_timeout_s=cfg.metrics.ping_timeout_s,
-                    stall_after_s=cfg.metrics.stall_after_s, lag_interval_s=cfg.metrics.lag_interval_s,
-                    offset_reset=cfg.kafka.auto_offset_reset)
+                    stall_after_s=cfg.metrics.stall_after_s)
     server = None
     if cfg.metrics.port:
         try:
@@ -127,17 +127,17 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     if on_engine is not None:
         on_engine(engine)
     _install_signals(engine, cfg.engine.shutdown_grace_s)
+    # the lag metrics come from a thread with its own client: a slow broker never holds the poll loop up;
+    # --from-beginning starts a partition without a committed offset at its log start, like earliest
+    lag = LagReader(health, lambda: Consumer(lag_reader_config(cfg)), interval_s=cfg.metrics.lag_interval_s,
+                    reset="earliest" if start == "beginning" else cfg.kafka.auto_offset_reset)
     pipe.start()
     metrics.starting.set(0)         # the poll loop starts now: from here on a silent loop is stuck
-    # lag and committed offsets through a client of their own, which a broker quota on the worker's
-    # client.id does not hold back (docs/operations.md, "Setting a broker quota")
-    lag_conf = consumer_config(cfg, **{"client.id": f"{client_id(cfg)}-lag"})
-    lag_conf.pop("group.instance.id", None)      # it never joins; the static member id is the consumer's alone
-    health.lag_client = Consumer(lag_conf)
+    lag.start()
     try:
         result = engine.run()
     finally:
-        health.lag_client.close()
+        lag.stop()
         pacer.close()
         pipe.stop()
     return result

@@ -1,166 +1,44 @@
 """`sidepath backfill`: run a model over existing items to (re)fill a results table.
 
 The same pipeline as the streaming worker (decode pool, batched model runner,
-sink writer with dead letters), fed from a JSONL/CSV file, a directory of
-media or a SQL query instead of Kafka.  Resumable: an item whose every model
-already has an ``ok`` row in the destination (a SQL sink) or in the checkpoint
-file is skipped and counted; items that failed before are tried again.
-See docs/jobs.md.
+sink writer with dead letters) and the same intake and completion core
+(``worker/engine/inflight_table.py``), fed from a JSONL/CSV file, a directory of
+media or a SQL query (``worker/jobs/backfill_sources.py``) instead of Kafka.
+Resumable: an item whose every model already has an ``ok`` row in the destination
+(a SQL sink) or in the checkpoint file is skipped and counted; items that failed
+before are tried again.  See docs/jobs.md.
 """
 from __future__ import annotations
 
-import base64
-import csv
 import json
 import logging
-import queue
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sidepath.core.env import expand_env
-from sidepath.core.errors import BadRequest, ConfigError, FatalError
-from sidepath.core.masking import mask_url
-from sidepath.sinks.base import SourceRef
+from sidepath.sinks.base import Result, SourceRef
 from sidepath.worker.config import Config
 from sidepath.worker.engine.inflight import Inflight
+from sidepath.worker.engine.inflight_table import InflightTable
 from sidepath.worker.engine.pacing import Pacer, pacer_from_config
 from sidepath.worker.engine.pipeline import Pipeline
-from sidepath.worker.engine.request import parse_request
+from sidepath.worker.jobs.backfill_sources import request_value, select_rows
 from sidepath.worker.ops.metrics import build_metrics
 
-__all__ = ["rows_from_file", "rows_from_dir", "rows_from_sql", "select_rows", "request_value", "run_backfill",
-           "Summary"]
+__all__ = ["run_backfill", "Summary"]
 
 log = logging.getLogger(__name__)
-
-MEDIA_SUFFIXES = {
-    ".mp4": "video", ".mov": "video", ".mkv": "video", ".webm": "video", ".avi": "video",
-    ".jpg": "image", ".jpeg": "image", ".png": "image", ".webp": "image", ".bmp": "image",
-    ".wav": "audio", ".mp3": "audio", ".m4a": "audio", ".aac": "audio", ".flac": "audio", ".ogg": "audio",
-}
-_INVALID = "_invalid"      # a row that is not a request at all (a line that is not JSON): its text
-
-
-def rows_from_file(path: Path) -> Iterator[dict[str, Any]]:
-    """JSONL (one request per line) or CSV with a header (postid, uid, seqid, video|image|audio|data)."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="") as fh:
-            yield from ({k: v for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(fh))
-        return
-    with path.open() as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                doc = None
-            # a bad line still gets its error row and dead letter, like a bad Kafka message
-            yield doc if isinstance(doc, dict) else {_INVALID: line.strip()}
-
-
-def rows_from_dir(path: Path) -> Iterator[dict[str, Any]]:
-    """Every media file under ``path`` (hidden ones aside), in name order.
-
-    postid is the path relative to the directory, uid the directory's name, seqid 0.
-    """
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path)
-        kind = MEDIA_SUFFIXES.get(f.suffix.lower())
-        if kind and not any(part.startswith(".") for part in rel.parts):
-            yield {"postid": rel.as_posix(), "uid": path.resolve().name or "-", "seqid": 0, kind: str(f.resolve())}
-
-
-def rows_from_sql(url: str, query: str, where: str | None = None, limit: int = 0) -> Iterator[dict[str, Any]]:
-    """Rows of a SQL query returning postid, uid, seqid and a media column, streamed.
-
-    ``where`` (a SQL condition) and ``limit`` are applied by the database.  The
-    query runs with the caller's credentials; give it an ORDER BY when --limit
-    must pick the same rows every time.
-    """
-    import sqlalchemy as sa
-
-    sql = f"SELECT * FROM ({query.strip().rstrip(';')}) AS q" + (f" WHERE {where}" if where else "") + \
-        (f" LIMIT {int(limit)}" if limit else "")
-    try:
-        engine = sa.create_engine(expand_env(url))
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise ConfigError("--from-sql", mask_url(url), f"cannot use this database URL ({exc}); "
-                          "e.g. postgresql+psycopg://user:${PGPASSWORD}@host/db") from None
-    started = False
-    try:
-        with engine.connect() as conn:
-            for row in conn.execution_options(yield_per=1000).execute(sa.text(sql)).mappings():
-                started = True
-                yield dict(row)
-    except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if started:       # the query was fine: the database went away in the middle
-            raise FatalError(f"reading items from {mask_url(url)} failed after some rows: {reason}; "
-                             "run the backfill again to resume") from None
-        raise ConfigError("--query", query + (f" WHERE {where}" if where else ""),
-                          f"the query failed ({reason}); it must return postid, uid, seqid and a "
-                          "video/image/audio/data column") from None
-    finally:
-        engine.dispose()
-
-
-def _matches(where: str) -> Any:
-    """For file inputs ``--where`` is ``field=value`` (SQL inputs pass it to the database)."""
-    if "=" not in where:
-        raise ConfigError("--where", where, "for file inputs use field=value (SQL inputs take a SQL condition)")
-    k, v = (s.strip() for s in where.split("=", 1))
-    return lambda row: str(row.get(k)) == v
-
-
-def select_rows(rows: Iterable[dict[str, Any]], *, where: str | None = None,
-                limit: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(input row number, row) after the ``where`` filter, at most ``limit`` of them.
-
-    The row number is the item's place in the input, so a failed row keeps the
-    same coordinates (and error row) from one run to the next.
-    """
-    keep = _matches(where) if where else None     # a bad --where fails here, before any work
-
-    def selected() -> Iterator[tuple[int, dict[str, Any]]]:
-        n = 0
-        for index, row in enumerate(rows):
-            if limit and n >= limit:
-                return
-            if keep is None or keep(row):
-                n += 1
-                yield index, row
-
-    return selected()
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray, memoryview)):   # a blob column holding the media itself
-        return base64.b64encode(bytes(v)).decode()
-    if isinstance(v, (datetime, date)):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() else float(v)
-    return v
-
-
-def request_value(row: dict[str, Any]) -> bytes:
-    """The message a row stands for, as a Kafka producer would have sent it."""
-    if _INVALID in row:
-        return str(row[_INVALID]).encode()
-    return json.dumps({k: _plain(v) for k, v in row.items() if v is not None}, default=str).encode()
 
 
 @dataclass
 class Summary:
+    """The counts of one backfill; ``line()`` says them."""
+
     total: int = 0
     done: int = 0
     skipped: int = 0
@@ -173,6 +51,15 @@ class Summary:
         return (f"backfill: {self.total} items: {self.done} done, {self.skipped} skipped (already in the "
                 f"destination), {self.failed} failed in {self.elapsed_s:.1f} s"
                 + (f"; first errors: {errs}" if errs else ""))
+
+    def result_in(self, inf: Inflight, result: Result) -> None:
+        """One model's result for ``inf``: the first few errors are kept, one per item."""
+        if result.msg and len(self.first_errors) < 5:
+            postid = inf.ids()[0]
+            if not any(e.startswith(postid + ":") for e in self.first_errors):
+                self.first_errors.append(f"{postid}: {result.msg}")
+
+
 
 
 class _Checkpoint:
@@ -268,40 +155,20 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
     ckpt = _Checkpoint(checkpoint)
     summary = Summary()
     cap = cfg.engine.max_inflight_messages
-    inflight: dict[int, Inflight] = {}
+    table = InflightTable(pipe.completions, pipe.failures, on_result=summary.result_in)
     bar = _Progress(summary, progress, log_every_s)
     t0 = time.monotonic()
 
-    def finish(inf: Inflight) -> None:
-        inflight.pop(inf.source.offset, None)
-        if inf.failed:
-            summary.failed += 1
-        else:
-            summary.done += 1
-            ckpt.add([(m, *inf.ids()[::2]) for m in models])
-        bar.step()
-
     def complete(block: bool) -> None:
-        try:
-            done = pipe.completions.get(timeout=0.2) if block else pipe.completions.get_nowait()
-        except queue.Empty:
-            done = None
-        while done is not None:       # a list per sink write
-            for c in done:
-                inf = c.inflight
-                inf.remaining -= 1
-                if not c.ok:
-                    inf.failed = True
-                    if len(summary.first_errors) < 5 and not any(e.startswith(inf.ids()[0] + ":")
-                                                                 for e in summary.first_errors):
-                        summary.first_errors.append(f"{inf.ids()[0]}: {c.error}")
-                if inf.remaining == 0:
-                    finish(inf)
-            try:
-                done = pipe.completions.get_nowait()
-            except queue.Empty:
-                done = None
-        bar.tick(len(inflight))
+        """Apply the completions queued now (waiting up to 0.2 s for one when ``block``)."""
+        for inf in table.drain(0.2 if block else 0.0):
+            if inf.failed:
+                summary.failed += 1
+            else:
+                summary.done += 1
+                ckpt.add([(m, *inf.ids()[::2]) for m in models])
+            bar.step()
+        bar.tick(len(table))
         if fatal:
             raise fatal[0]
 
@@ -313,14 +180,14 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
             batch.append(item)
             if len(batch) >= pacer.room(chunk):
                 _wait_for_pacing(pacer, complete)
-                pacer.charge(*_submit(pipe, batch, done, summary, inflight, name, bar))
+                pacer.charge(*_submit(pipe, table, batch, done, summary, name, bar))
                 batch = []
-            while len(inflight) >= cap:
+            while len(table) >= cap:
                 complete(block=True)
             complete(block=False)
         _wait_for_pacing(pacer, complete)
-        _submit(pipe, batch, done, summary, inflight, name, bar)
-        while inflight:
+        _submit(pipe, table, batch, done, summary, name, bar)
+        while len(table):
             complete(block=True)
     finally:
         pacer.close()
@@ -332,23 +199,23 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
     return summary
 
 
-def _wait_for_pacing(pacer: Pacer, complete: Any) -> None:
+def _wait_for_pacing(pacer: Pacer, complete: Callable[[bool], None]) -> None:
     """While the budget, a run window or the live flow holds, only collect completions (each call
     waits up to 0.2 s for one: no busy loop)."""
     while pacer.hold() is not None:
-        complete(block=True)
+        complete(True)
 
 
-def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Finished | None,
-            summary: Summary, inflight: dict[int, Inflight], name: str, bar: _Progress) -> tuple[int, int]:
+def _submit(pipe: Pipeline, table: InflightTable, batch: list[tuple[int, dict[str, Any]]], done: _Finished | None,
+            summary: Summary, name: str, bar: _Progress) -> tuple[int, int]:
     """Skip rows whose every model result is already durable (unless overwriting: ``done`` is None);
     send the rest into the pipeline.  Returns how many items (and request bytes) went in."""
     if not batch:
         return 0, 0
     ids = [(str(r.get("postid", "")), str(r.get("seqid", ""))) for _i, r in batch]
     finished = [False] * len(batch) if done is None else done.done(ids)
-    ready: list[Inflight] = []
-    sent = sent_bytes = 0
+    records: list[Inflight] = []
+    sent_bytes, n_models, topic = 0, len(pipe.models), f"backfill:{name}"
     for (index, row), skip in zip(batch, finished):
         summary.total += 1
         if skip:
@@ -356,16 +223,11 @@ def _submit(pipe: Pipeline, batch: list[tuple[int, dict[str, Any]]], done: _Fini
             bar.step()
             continue
         value = request_value(row)
-        sent, sent_bytes = sent + 1, sent_bytes + len(value)
-        source = SourceRef(f"backfill:{name}", 0, index)
-        inf = Inflight(source, 0, None, value, (), None, remaining=len(pipe.models))
-        inflight[index] = inf
-        try:
-            inf.request = parse_request(value, source)
-        except BadRequest as exc:
-            pipe.failures.fail(inf, "parse", exc)
-            continue
-        ready.append(inf)
+        sent_bytes += len(value)
+        # the row's place in the input stands for the offset: a failed row keeps its coordinates
+        records.append(Inflight(SourceRef(topic, 0, index), 0, None, value, (), None,
+                                remaining=n_models, nbytes=len(value)))
+    ready = table.admit(records)
     if ready:
         pipe.decode_stage.submit(ready)
-    return sent, sent_bytes
+    return len(records), sent_bytes
