@@ -15,7 +15,7 @@ The network (``tempo_net``) gives per frame a beat and a downbeat activation in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,6 +30,11 @@ __all__ = ["Decoded", "decode"]
 TIGHTNESS = 100.0
 METERS = (2, 3, 4)
 DOWNBEAT_MIN = 0.2        # below this mean downbeat activation a clip gets no downbeats
+#: the tempogram reads the activation to this power: weak responses between beats (the network's
+#: doubt about the metrical level) count less than the beats it is sure of
+TEMPO_POWER = 2.0
+#: width of the tempo prior for this method, in octaves (the network itself knows the beat level)
+PRIOR_OCTAVES = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,9 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
            cfg: PeriodConfig) -> Decoded:
     """``beat_act``, ``down_act`` (B, T) activations, zero past ``valid`` (B,) frames."""
     mask = frame_mask(valid, beat_act.shape[-1])
-    tg = tempogram(beat_act, valid, round(cfg.window_s * fps), smooth=cfg.smooth_frames)
+    cfg = replace(cfg, prior_octaves=PRIOR_OCTAVES)
+    env = beat_act if TEMPO_POWER == 1.0 else beat_act**TEMPO_POWER
+    tg = tempogram(env, valid, round(cfg.window_s * fps), smooth=cfg.smooth_frames)
     period, grid_bpm, salience = pick_period(tg.mean, fps, cfg)
     per_frame = local_periods(tg, period, beat_act.shape[-1], cfg)
     frames = dp_beats(beat_act, valid, per_frame, TIGHTNESS)
@@ -65,7 +72,8 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
 
 def _peak_values(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
     lo = np.clip(frames - 1, 0, act.size - 1)
-    return np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
+    out: np.ndarray = np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
+    return out
 
 
 def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -78,7 +86,8 @@ def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
     y0, y1, y2 = act[peak - 1], act[peak], act[peak + 1]
     denom = y0 - 2 * y1 + y2
     offset = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1.0), 0.0)
-    return peak + np.clip(offset, -0.5, 0.5)
+    refined: np.ndarray = peak + np.clip(offset, -0.5, 0.5)
+    return refined
 
 
 def _downbeats(down: np.ndarray, frames: np.ndarray, refined: np.ndarray) -> np.ndarray:
