@@ -82,7 +82,8 @@ def compress(x: np.ndarray, ratio: float, below_db: float, detector_ms: float) -
     level_db = 10 * np.log10(np.maximum(power, 1e-12))
     threshold = float(level_db.max()) - below_db
     over = np.maximum(level_db - threshold, 0.0)
-    return x * 10 ** (-over * (1 - 1 / ratio) / 20)
+    out: np.ndarray = x * 10 ** (-over * (1 - 1 / ratio) / 20)
+    return out
 
 
 def reencode(x: np.ndarray, codec: str, fmt: str, bit_rate: int) -> np.ndarray:
@@ -103,7 +104,7 @@ def reencode(x: np.ndarray, codec: str, fmt: str, bit_rate: int) -> np.ndarray:
         for packet in stream.encode(None):
             out.mux(packet)
     buf.seek(0)
-    parts = []
+    parts: list[np.ndarray] = []
     with av.open(buf) as inp:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SR)
         for decoded in inp.decode(inp.streams.audio[0]):
