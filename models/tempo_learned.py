@@ -4,7 +4,8 @@ The network (``tempo_net``) gives per frame a beat and a downbeat activation in
 [0, 1].  From the beat activation, over the padded batch:
 
 1. tempo: the autocorrelation tempogram with the metrical-multiples salience and the
-   tempo prior of ``tempo_period`` (the activation replaces the onset envelope);
+   tempo prior of ``tempo_period``, over the activation squared (it replaces the onset
+   envelope; squared, the network's weak responses between beats weigh less than the beats);
 2. local tempo: the same Viterbi path over the windows, for ramps and steps;
 3. beats: Ellis' dynamic programming over the activation (``tempo_beats``), each beat
    then placed between frames by a parabola through the activation's peak;
@@ -30,6 +31,9 @@ __all__ = ["Decoded", "decode"]
 TIGHTNESS = 100.0
 METERS = (2, 3, 4)
 DOWNBEAT_MIN = 0.2        # below this mean downbeat activation a clip gets no downbeats
+#: the tempogram reads the activation to this power: weak responses between beats (the network's
+#: doubt about the metrical level) count less than the beats it is sure of
+TEMPO_POWER = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,8 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
            cfg: PeriodConfig) -> Decoded:
     """``beat_act``, ``down_act`` (B, T) activations, zero past ``valid`` (B,) frames."""
     mask = frame_mask(valid, beat_act.shape[-1])
-    tg = tempogram(beat_act, valid, round(cfg.window_s * fps), smooth=cfg.smooth_frames)
+    env = beat_act if TEMPO_POWER == 1.0 else beat_act**TEMPO_POWER
+    tg = tempogram(env, valid, round(cfg.window_s * fps), smooth=cfg.smooth_frames)
     period, grid_bpm, salience = pick_period(tg.mean, fps, cfg)
     per_frame = local_periods(tg, period, beat_act.shape[-1], cfg)
     frames = dp_beats(beat_act, valid, per_frame, TIGHTNESS)
@@ -65,8 +70,8 @@ def decode(beat_act: torch.Tensor, down_act: torch.Tensor, valid: torch.Tensor, 
 
 def _peak_values(act: np.ndarray, frames: np.ndarray) -> np.ndarray:
     lo = np.clip(frames - 1, 0, act.size - 1)
-    peaks: np.ndarray = np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
-    return peaks
+    out: np.ndarray = np.maximum.reduce([act[lo], act[frames], act[np.clip(frames + 1, 0, act.size - 1)]])
+    return out
 
 
 def _refine(act: np.ndarray, frames: np.ndarray) -> np.ndarray:

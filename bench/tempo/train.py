@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from . import augment as audio_aug
 from . import dataset
 
 __all__ = ["main"]
@@ -45,20 +46,53 @@ def load_split(split: str, workers: int, scale: float = 1.0) -> list[dataset.Ite
     return items
 
 
-def features(items: list[dataset.Item]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(log-mel (M, T) float16, beat frames, downbeat frames) per item, at the network's frame rate."""
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+
+
+def features(items: list[dataset.Item]) -> list[Sample]:
+    """(log-mel (M, T) float16, beat frames, downbeat frames, time scale 1.0) per item, at the network's frame rate."""
+    return [_features(it.audio, it.beats, it.downbeats, 1.0) for it in items]
+
+
+def _features(audio: np.ndarray, beats: np.ndarray, downbeats: np.ndarray, scale: float) -> Sample:
     import torch
 
     from sidepath.models.tempo_net import FEATURES, feature_mel, log_mel
 
-    mel = feature_mel()
     fps = FEATURES.fps
-    out = []
     with torch.inference_mode():
-        for it in items:
-            x = torch.from_numpy(it.audio)[None]
-            feat, _valid = log_mel(x, torch.tensor([x.shape[1]]), mel)
-            out.append((feat[0].numpy().astype(np.float16), it.beats * fps, it.downbeats * fps))
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        feat, _valid = log_mel(x, torch.tensor([x.shape[1]]), feature_mel())
+    return feat[0].numpy().astype(np.float16), beats * scale * fps, downbeats * scale * fps, scale
+
+
+_TO_AUGMENT: list[dataset.Item] = []     # set before the processes fork: they read it, nothing is pickled
+
+
+def _augmented(job: tuple[int, int]) -> Sample:
+    index, seed = job
+    it = _TO_AUGMENT[index]
+    aug = audio_aug.augment(it.audio, np.random.default_rng([seed, it.recipe.seed]))
+    return _features(aug.audio, it.beats, it.downbeats, aug.time_scale)
+
+
+def augmented_features(items: list[dataset.Item], seed: int, workers: int) -> list[Sample]:
+    """One pitch-shifted, maybe compressed and re-encoded copy of each item (``augment.py``), from its seed."""
+    import torch
+
+    start = time.time()
+    _TO_AUGMENT[:] = items
+    jobs = [(i, seed) for i in range(len(items))]
+    if workers > 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            out = list(pool.imap(_augmented, jobs, chunksize=4))
+        torch.set_num_threads(threads)
+    else:
+        out = [_augmented(j) for j in jobs]
+    _TO_AUGMENT.clear()
+    log.info("augmented copies: %d clips in %.0f s", len(out), time.time() - start)
     return out
 
 
@@ -74,11 +108,12 @@ def _targets(frames: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
-def _excerpt(sample: tuple[np.ndarray, np.ndarray, np.ndarray], length: int,
+def _excerpt(sample: Sample, length: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    feat, beats, downs = sample
+    feat, beats, downs, scale = sample
     n = feat.shape[1]
-    stretch = float(np.exp(rng.uniform(math.log(STRETCH[0]), math.log(STRETCH[1]))))
+    # a pitch-shifted copy (scale != 1) is read back at its original tempo, then stretched as any clip
+    stretch = scale * float(np.exp(rng.uniform(math.log(STRETCH[0]), math.log(STRETCH[1]))))
     span = length * stretch
     start = float(rng.uniform(0.0, max(n - span, 0.0)))
     pos = start + np.arange(length) * stretch
@@ -107,7 +142,7 @@ def evaluate(net: object, items: list[dataset.Item], feats: list, threshold: flo
     decoder._net = net  # type: ignore[assignment]
     results = []
     with torch.inference_mode():
-        for (feat, _b, _d), it in zip(feats, items):
+        for (feat, _b, _d, _s), it in zip(feats, items):
             f = torch.from_numpy(feat.astype(np.float32))[None]
             valid = torch.tensor([f.shape[-1]])
             results.append(decoder.decode_features(f, valid, torch.tensor([it.audio.size]),
@@ -141,14 +176,17 @@ def pick_threshold(music_conf: list[float], negative_max: float) -> float:
 @click.option("--stop-at", default=4000, show_default=True,
               help="Stop after this step (the schedule still runs over --steps): the shipped weights come from "
                    "a 6000-step schedule stopped at 4000, for time; 0 runs all --steps.")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Add a pitch-shifted, compressed and re-encoded copy of each training clip (augment.py); "
+                   "tried and not shipped: docs/tempo.md says why.")
 @click.option("--eval-every", default=500, show_default=True, help="Steps between validation runs.")
 @click.option("--threads", default=1, show_default=True,
               help="torch threads (1: on 2 shared cores a second thread made each step 30x slower).")
 @click.option("--workers", default=2, show_default=True, help="Rendering processes.")
 @click.option("--scale", default=1.0, show_default=True, help="Multiply the split sizes (smoke tests: 0.05).")
 @click.option("--out", default=None, type=click.Path(path_type=Path), help="Weights file (default: the shipped one).")
-def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every: int, threads: int, workers: int,
-         scale: float, out: Path | None) -> None:
+def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, augment: bool, eval_every: int, threads: int,
+         workers: int, scale: float, out: Path | None) -> None:
     """Train the tempo model's beat network from a seed on the CPU."""
     import torch
 
@@ -166,7 +204,9 @@ def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every:
     torch.manual_seed(seed)
     train_items = load_split("train", workers, scale)
     val_items = load_split("validation", workers, scale)
-    train_f, val_f = features(train_items), features(val_items)
+    # the copies first: they fork the rendering processes again, before the features run torch here
+    extra = augmented_features(train_items, seed, workers) if augment else []
+    train_f, val_f = features(train_items) + extra, features(val_items)
     length = int(EXCERPT_S * FEATURES.fps)
     net = BeatTCN(NetConfig())
     log.info("network: %d weights", sum(p.numel() for p in net.parameters()))
@@ -175,7 +215,7 @@ def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every:
         opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     rng = np.random.default_rng(seed)
     # music clips twice as often as negatives: they carry the beats
-    weights = np.array([2.0 if it.is_music else 1.0 for it in train_items])
+    weights = np.array([2.0 if it.is_music else 1.0 for it in train_items] * (2 if augment else 1))
     weights /= weights.sum()
     best = -1.0
     history = []
@@ -215,13 +255,15 @@ def main(seed: int, steps: int, batch: int, lr: float, stop_at: int, eval_every:
                 threshold = pick_threshold(m["music_conf"], m["max_negative_conf"])  # type: ignore[arg-type]
                 save_net(net, out, {"min_confidence": str(threshold), "seed": str(seed), "step": str(step),
                                     "validation": json.dumps(history[-1]),
-                                    "command": _command(seed, steps, batch, lr, stop_at)})
+                                    "command": _command(seed, steps, batch, lr, stop_at, augment)})
                 log.info("kept step %d (validation F %.3f), gate threshold %.4f -> %s", step, best, threshold, out)
     log.info("done in %.0f s; best validation F %.3f", time.time() - start, best)
 
 
-def _command(seed: int, steps: int, batch: int, lr: float, stop_at: int) -> str:
-    return f"python -m bench.tempo.train --seed {seed} --steps {steps} --stop-at {stop_at} --batch {batch} --lr {lr:g}"
+def _command(seed: int, steps: int, batch: int, lr: float, stop_at: int, augment: bool) -> str:
+    flag = "--augment" if augment else "--no-augment"
+    return (f"python -m bench.tempo.train --seed {seed} --steps {steps} --stop-at {stop_at} --batch {batch} "
+            f"--lr {lr:g} {flag}")
 
 
 if __name__ == "__main__":
