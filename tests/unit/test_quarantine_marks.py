@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from sidepath.sinks.base import SourceRef
 from sidepath.worker.engine.offsets import OffsetTracker
@@ -90,7 +90,7 @@ def test_one_marking_commit_covers_the_headroom():
     q = Quarantine(_engine(consumer, 1), max_crashes=2, mark_ahead=1000)
     _run(q, consumer, messages=5000, batch=20)
     assert len(consumer.commits) == 5 == q.marks            # about one per 1,000 messages, not one per batch
-    assert consumer.committed_hi(0) == 5005                 # marked at 0, 1001, 2002, 3003, 4004
+    assert consumer.committed_hi(0) == 5100          # marked past the batches ending at 19, 1039, 2059, ...
 
 
 def test_without_headroom_every_batch_commits():
@@ -133,8 +133,8 @@ def test_the_mark_is_committed_for_every_partition_that_passes_it():
     consumer = FakeConsumer(log_end=100_000)
     q = Quarantine(_engine(consumer, 4), max_crashes=2, mark_ahead=500)
     _run(q, consumer, messages=2000, batch=50, partitions=4)
-    assert [consumer.committed_hi(p) for p in range(4)] == [2004] * 4   # marked at 0, 501, 1002, 1503
-    assert len(consumer.commits) == 4                       # the partitions pass their marks together
+    assert [consumer.committed_hi(p) for p in range(4)] == [2200] * 4   # past 49, 599, 1149, 1699
+    assert len(consumer.commits) == 4                       # one commit marks all four partitions
 
 
 def test_a_clean_stop_clears_the_mark():
@@ -143,3 +143,50 @@ def test_a_clean_stop_clears_the_mark():
     _run(q, consumer, messages=100, batch=10)
     q.close()
     assert consumer.committed_hi(0) is None
+
+
+def test_a_partition_with_half_its_headroom_used_is_marked_along():
+    """Partition 1 runs 300 behind partition 0: when 0 passes its mark, 1 (more than half of its
+    headroom used) is marked in the same commit instead of needing its own soon after."""
+    consumer = FakeConsumer(log_end=100_000)
+    q = Quarantine(_engine(consumer, 2), max_crashes=2, mark_ahead=1000)
+    eng = q.engine
+    for first in range(0, 3000, 100):
+        taken = []
+        for p, lag in ((0, 0), (1, 300)):
+            for off in range(max(0, first - lag), max(0, first + 100 - lag)):
+                eng.tracker.add((TOPIC, p), off)
+                taken.append(FakeInflight(SourceRef(TOPIC, p, off)))
+        assert q.before_start(taken)
+        for inf in taken:
+            assert inf.source.offset < (consumer.committed_hi(inf.source.partition) or 0)
+    # p0 at 0, p1 at its first message (300 later), then both together: at 1100 (p1 at 899, its mark
+    # at 1100 more than half used) and at 2200; marked alone, p1 would have needed 3 commits of its own
+    assert [len(c) for c in consumer.commits] == [1, 1, 2, 2], consumer.commits
+
+
+class FlakyConsumer(FakeConsumer):
+    """Refuses the next ``fail`` commits (as during a rebalance)."""
+
+    fail = 0
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        super().commit(offsets=offsets, asynchronous=asynchronous)
+
+
+def test_a_refused_marking_commit_is_retried_before_the_messages_start():
+    consumer = FlakyConsumer(log_end=100_000)
+    eng = _engine(consumer, 1)
+    eng.metrics = SimpleNamespace(commit_failures=SimpleNamespace(inc=lambda: None))
+    q = Quarantine(eng, max_crashes=2, mark_ahead=1000)
+    taken = [FakeInflight(SourceRef(TOPIC, 0, off)) for off in range(10)]
+    for inf in taken:
+        eng.tracker.add((TOPIC, 0), inf.source.offset)
+    consumer.fail = 1
+    assert not q.before_start(taken)              # not durable: the engine parks them
+    assert consumer.committed_hi(0) is None
+    assert q.before_start(taken)                  # the retry (no new message passes the mark)
+    assert consumer.committed_hi(0) == 1010       # ... commits the mark before they start

@@ -44,6 +44,8 @@ class Quarantine:
         self.held = HeldBack(engine)                  # messages consumed while isolating, not started
         self.iso: Inflight | None = None              # the message alone in flight
         self.marks = 0                                # marking commits of ``hi`` (for the summary)
+        self._started: dict[TP, int] = {}             # the last offset started per partition
+        self._unsynced: set[TP] = set()               # records changed here whose commit failed
         self._warn = Throttle()
         self.isolated = 0                             # messages run alone (for the summary)
         self._stages: dict[TP, dict[int, str]] = {}   # the stage each suspect last reached
@@ -109,6 +111,8 @@ class Quarantine:
             self.records.pop(k, None)
             self.suspects.pop(k, None)
             self.held.forget(k)
+            self._started.pop(k, None)
+            self._unsynced.discard(k)
             if self.iso is not None and self.iso.tp == k:
                 self.iso = None
         if not self.suspects:
@@ -201,10 +205,11 @@ class Quarantine:
 
         A partition's ``hi`` is written only when a message reaches it, and then ``mark_ahead``
         past that message (within the fetched log), so one commit covers many batches; the price
-        is a wider suspect range after a crash (docs/reliability.md)."""
+        is a wider suspect range after a crash (docs/reliability.md).  Partitions whose marks are
+        half used go along in the same commit, so that they do not each need their own soon."""
         if not self.enabled or not taken:
             return True
-        changed: set[TP] = set()
+        changed = set(self._unsynced)        # a failed commit's records: retried before anything starts
         if self.active and self.iso_pending and len(taken) == 1:
             inf = taken[0]
             self.iso = inf
@@ -213,21 +218,31 @@ class Quarantine:
             self._stages.setdefault(inf.tp, {})[inf.source.offset] = rec.st
             changed.add(inf.tp)
         else:
-            records = self.records
+            records, started, due = self.records, self._started, False
             for inf in taken:
-                rec = records.get(inf.tp) or records.setdefault(inf.tp, Record())
-                offset = inf.source.offset
-                if rec.hi is None or offset >= rec.hi:
-                    rec.hi = next_high(offset, headroom=self.mark_ahead, log_end=self._log_end(inf.tp))
-                    changed.add(inf.tp)
-            if changed:
+                tp, offset = inf.tp, inf.source.offset
+                started[tp] = offset
+                if not due:
+                    known = records.get(tp)
+                    due = known is None or known.hi is None or offset >= known.hi
+            if due:
                 self.marks += 1
+                half = self.mark_ahead // 2
+                for tp, offset in started.items():
+                    mark = records.get(tp) or records.setdefault(tp, Record())
+                    if mark.hi is None or mark.hi - offset <= half:
+                        mark.hi = next_high(offset, headroom=self.mark_ahead, log_end=self._log_end(tp))
+                        changed.add(tp)
         # other partitions' records ride along (their iso, if any, is finished)
         for k, rec in self.records.items():
             if rec.iso is not None and k not in changed:
                 rec.iso = None
                 changed.add(k)
-        return self.commit(changed)
+        if not self.commit(changed):
+            self._unsynced |= changed
+            return False
+        self._unsynced.clear()
+        return True
 
     def _log_end(self, key: TP) -> int:
         """The partition's high watermark as last fetched (no broker call); -1 when not known."""
