@@ -18,11 +18,10 @@ from confluent_kafka import KafkaException, TopicPartition
 from sidepath.core.logs import Throttle
 from sidepath.worker.engine.offsets import TP
 from sidepath.worker.engine.quarantine_hold import HeldBack
-from sidepath.worker.engine.quarantine_record import Record, WorkerKilled, next_high, parse_record
+from sidepath.worker.engine.quarantine_record import Record, WorkerKilled, mark_ahead, parse_record
 
 if TYPE_CHECKING:
     from sidepath.worker.engine.inflight import Inflight
-    from sidepath.worker.engine.poll_loop import Engine
 
 __all__ = ["Quarantine", "WorkerKilled", "parse_record"]
 
@@ -33,8 +32,9 @@ class Quarantine:
     """Engine hooks (all on the poll thread): ``assigned``, ``revoked``, ``filter``, ``before_start``,
     ``metadata``, ``close``.  Disabled (every hook a no-op) when ``max_crashes`` is 0."""
 
-    def __init__(self, engine: Engine, *, max_crashes: int, mark_ahead: int | None = None) -> None:
-        """``mark_ahead``: how far past a starting message ``hi`` is marked (0: just past it); by
+    def __init__(self, engine: Any, *, max_crashes: int, mark_ahead: int | None = None) -> None:
+        """``engine``: the poll loop's Engine (which imports this module: not the class, no cycle).
+        ``mark_ahead``: how far past a starting message ``hi`` is marked (0: just past it); by
         default ``engine.max_inflight_messages``, so a crash's suspect range at most about doubles."""
         self.engine, self.max_crashes = engine, max_crashes
         self.mark_ahead = engine.limits.max_inflight_messages if mark_ahead is None else mark_ahead
@@ -43,7 +43,7 @@ class Quarantine:
         self.suspects: dict[TP, int] = {}             # partition -> end of its suspect range
         self.held = HeldBack(engine)                  # messages consumed while isolating, not started
         self.iso: Inflight | None = None              # the message alone in flight
-        self.marks = 0                                # marking commits of ``hi`` (for the summary)
+        self.marks = 0                                # marking commits of ``hi`` (tests, benchmarks)
         self._started: dict[TP, int] = {}             # the last offset started per partition
         self._unsynced: set[TP] = set()               # records changed here whose commit failed
         self._warn = Throttle()
@@ -218,21 +218,11 @@ class Quarantine:
             self._stages.setdefault(inf.tp, {})[inf.source.offset] = rec.st
             changed.add(inf.tp)
         else:
-            records, started, due = self.records, self._started, False
-            for inf in taken:
-                tp, offset = inf.tp, inf.source.offset
-                started[tp] = offset
-                if not due:
-                    known = records.get(tp)
-                    due = known is None or known.hi is None or offset >= known.hi
-            if due:
+            marked = mark_ahead(self.records, self._started, taken, headroom=self.mark_ahead,
+                                log_end=self._log_end)
+            if marked:
                 self.marks += 1
-                half = self.mark_ahead // 2
-                for tp, offset in started.items():
-                    mark = records.get(tp) or records.setdefault(tp, Record())
-                    if mark.hi is None or mark.hi - offset <= half:
-                        mark.hi = next_high(offset, headroom=self.mark_ahead, log_end=self._log_end(tp))
-                        changed.add(tp)
+                changed |= marked
         # other partitions' records ride along (their iso, if any, is finished)
         for k, rec in self.records.items():
             if rec.iso is not None and k not in changed:

@@ -6,14 +6,11 @@ backlog drains below half of that.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from sidepath.worker.engine.offsets import TP
-
-if TYPE_CHECKING:
-    from sidepath.worker.engine.poll_loop import Engine
 
 __all__ = ["HOLD_CAP", "HeldBack"]
 
@@ -21,10 +18,19 @@ __all__ = ["HOLD_CAP", "HeldBack"]
 HOLD_CAP = 500
 
 
+class _Engine(Protocol):
+    """What of the engine this needs (the engine imports the quarantine: no import back)."""
+
+    consumer: Consumer
+
+    @property
+    def paused(self) -> bool: ...
+
+
 class HeldBack:
     """Consumed, tracked (so no commit passes them), not started; poll thread only."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: _Engine) -> None:
         self.engine = engine
         self.queues: dict[TP, deque[Any]] = {}
         self.paused: set[TP] = set()                  # paused by us (too much held back)

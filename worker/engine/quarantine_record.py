@@ -6,12 +6,17 @@ Field meanings and why the record lives in the commit metadata: docs/reliability
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidepath.core.errors import MessageError
+from sidepath.worker.engine.offsets import TP
 
-__all__ = ["Record", "WorkerKilled", "next_high", "parse_record"]
+if TYPE_CHECKING:
+    from sidepath.worker.engine.inflight import Inflight
+
+__all__ = ["Record", "WorkerKilled", "mark_ahead", "next_high", "parse_record"]
 
 
 class WorkerKilled(MessageError):
@@ -71,6 +76,30 @@ def next_high(offset: int, *, headroom: int, log_end: int) -> int:
     if log_end >= 0:
         end = min(end, log_end)
     return max(end, offset + 1)
+
+
+def mark_ahead(records: dict[TP, Record], started: dict[TP, int], taken: list[Inflight], *,
+               headroom: int, log_end: Callable[[TP], int]) -> set[TP]:
+    """Before ``taken`` start: note each partition's last started offset in ``started``; if one of
+    them reaches its partition's ``hi``, mark it ahead, and with it every partition that has used
+    half of its headroom (one commit instead of one each soon after).  Returns the records changed
+    (none: no commit needed).  Runs once per message on the critical path."""
+    due = False
+    for inf in taken:
+        tp, offset = inf.tp, inf.source.offset
+        started[tp] = offset
+        if not due:
+            known = records.get(tp)
+            due = known is None or known.hi is None or offset >= known.hi
+    changed: set[TP] = set()
+    if due:
+        half = headroom // 2
+        for tp, offset in started.items():
+            rec = records.get(tp) or records.setdefault(tp, Record())
+            if rec.hi is None or rec.hi - offset <= half:
+                rec.hi = next_high(offset, headroom=headroom, log_end=log_end(tp))
+                changed.add(tp)
+    return changed
 
 
 def _int(v: Any) -> int | None:
