@@ -78,7 +78,7 @@ def _run(q: Quarantine, consumer: FakeConsumer, *, messages: int, batch: int, pa
     (10, 0, 1000, 11),          # no headroom: just past the message (the old behaviour)
     (10, 100, 1000, 111),
     (10, 100, 50, 50),          # never past the fetched log end
-    (10, 100, -1001, 111),      # log end not known yet: the headroom alone
+    (10, 100, -1001, 11),       # log end not known: no headroom
     (10, 100, 5, 11),           # a stale log end never marks the message itself out
 ])
 def test_next_high(offset, headroom, log_end, want):

@@ -70,12 +70,9 @@ def parse_record(metadata: str | None) -> Record:
 def next_high(offset: int, *, headroom: int, log_end: int) -> int:
     """The ``hi`` to mark before ``offset`` starts: ``headroom`` offsets past it, so that one marking
     commit covers the next messages too, but never past ``log_end`` (the partition's end as last
-    fetched; a negative value: unknown).  Offsets past the end do not exist yet: a mark there would
-    leave the next owner a suspect range it cannot finish until new messages arrive."""
-    end = offset + 1 + max(0, headroom)
-    if log_end >= 0:
-        end = min(end, log_end)
-    return max(end, offset + 1)
+    fetched; negative: unknown, and then no headroom).  Offsets past the end do not exist yet: a mark
+    there would leave the next owner a suspect range it cannot finish until new messages arrive."""
+    return max(offset + 1, min(offset + 1 + max(0, headroom), log_end))
 
 
 def mark_ahead(records: dict[TP, Record], started: dict[TP, int], taken: list[Inflight], *,
@@ -97,8 +94,10 @@ def mark_ahead(records: dict[TP, Record], started: dict[TP, int], taken: list[In
         for tp, offset in started.items():
             rec = records.get(tp) or records.setdefault(tp, Record())
             if rec.hi is None or rec.hi - offset <= half:
-                rec.hi = next_high(offset, headroom=headroom, log_end=log_end(tp))
-                changed.add(tp)
+                hi = next_high(offset, headroom=headroom, log_end=log_end(tp))
+                if hi != rec.hi:            # an idle partition at the log end: nothing new to mark
+                    rec.hi = hi
+                    changed.add(tp)
     return changed
 
 
