@@ -2,7 +2,7 @@
 
 The engine's hooks (poll thread only).  Before messages start, the partition's record in the
 group's committed metadata says which offsets may be in flight (``hi``, marked ahead with
-headroom so that one synchronous commit covers many batches); a worker assigned a partition
+headroom so that one synchronous commit covers several batches); a worker assigned a partition
 whose committed offset lies below that mark knows its predecessor died with them in flight and
 runs that range one message at a time, counting crashes per message.  The record and the
 design: worker/engine/quarantine_record.py and docs/reliability.md, "Crash quarantine".
