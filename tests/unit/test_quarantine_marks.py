@@ -24,10 +24,11 @@ TOPIC = "t"
 class FakeConsumer:
     log_end: int
     commits: list[list[TopicPartition]] = field(default_factory=list)
+    ends: dict[int, int] = field(default_factory=dict)      # per partition, where not ``log_end``
 
     def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
         assert cached, "the mark must not ask the broker"
-        return 0, self.log_end
+        return 0, self.ends.get(tp.partition, self.log_end)
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
         assert not asynchronous
@@ -190,3 +191,21 @@ def test_a_refused_marking_commit_is_retried_before_the_messages_start():
     assert consumer.committed_hi(0) is None
     assert q.before_start(taken)                  # the retry (no new message passes the mark)
     assert consumer.committed_hi(0) == 1010       # ... commits the mark before they start
+
+
+def test_an_idle_partition_at_the_log_end_is_not_marked_again():
+    """Partition 1 stops at the log end (its mark stays there); partition 0 goes on: its marks do not
+    rewrite partition 1's unchanged record each time."""
+    consumer = FakeConsumer(log_end=100)
+    q = Quarantine(_engine(consumer, 2), max_crashes=2, mark_ahead=1000)
+    _run_from(q, consumer, first=0, count=100, partitions=2)        # both partitions up to the end
+    consumer.ends[1] = 100
+    consumer.log_end = 10_000                                       # new messages: partition 0 only
+    eng = q.engine
+    for first in range(100, 5000, 100):
+        taken = [FakeInflight(SourceRef(TOPIC, 0, off)) for off in range(first, first + 100)]
+        for inf in taken:
+            eng.tracker.add((TOPIC, 0), inf.source.offset)
+        assert q.before_start(taken)
+    later = consumer.commits[1:]
+    assert later and all([tp.partition for tp in c] == [0] for c in later), later
