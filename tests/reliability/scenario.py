@@ -150,10 +150,12 @@ class Scenario:
         cfg = worker_config(self.tmp, self.bootstrap, self.topic, **opts)
         return write_config_file(self.tmp / f"worker-{slot}.toml", cfg)
 
-    def supervise(self, slot: int = 0, *, max_restarts: int = 6, **extra: Any) -> Supervisor:
-        """A supervised worker in ``slot`` (its own JSONL and dead-letter files); ``extra``: config overrides."""
+    def supervise(self, slot: int = 0, *, max_restarts: int = 6, backoff_s: float = 0.5,
+                  **extra: Any) -> Supervisor:
+        """A supervised worker in ``slot`` (its own JSONL and dead-letter files); ``extra``: config overrides;
+        ``backoff_s``: the first restart delay (doubling per consecutive failure, as in Kubernetes)."""
         sup = Supervisor(self.config_path(slot, **extra), self.tmp / f"worker-{slot}.log",
-                         max_restarts=max_restarts).start()
+                         max_restarts=max_restarts, backoff_s=backoff_s).start()
         self.supervisors.append(sup)
         return sup
 

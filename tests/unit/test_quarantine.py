@@ -8,7 +8,8 @@ import pytest
 from sidepath.core.errors import ConfigError
 from sidepath.worker.config import load_config
 from sidepath.worker.engine.offsets import OffsetTracker
-from sidepath.worker.engine.quarantine import WorkerKilled, _Record, parse_record
+from sidepath.worker.engine.quarantine_record import Record as _Record
+from sidepath.worker.engine.quarantine_record import WorkerKilled, parse_record
 from sidepath.worker.kafka_config import consumer_config
 
 

@@ -1,37 +1,24 @@
 """Crash quarantine: a message that kills the process must not stop its partition for good.
 
-The durable record is the metadata of the group's committed offsets (it travels
-with the partition to whichever member owns it next; see docs/reliability.md,
-"Crash quarantine").  Per partition, beside the commit time ``t``, ``q`` holds:
-
-    hi   offsets [committed, hi) may be in flight (written, with a synchronous
-         commit, before any message at or past the old ``hi`` starts)
-    s    end of a suspect range still to be processed in isolation
-    k    {offset: crashes} of suspects that were alone in flight at a crash
-    iso  the offset alone in flight now (marked before it starts), and ``st`` its stage
-
-A worker that is assigned a partition whose committed offset lies below
-``hi`` (or ``s``) knows its predecessor died with those offsets in flight: it
-holds back every message it consumes, waits until nothing is in flight, then
-starts the suspects one at a time, each marked before it starts.  A suspect
-marked ``iso`` at a crash counts one crash; one that reaches ``max_crashes``
-gets an error result for every model and a dead letter instead of running
-again.  Clean shutdowns and revokes write no ``hi`` and no ``iso``, so they
-leave no suspects (an unfinished isolation range is kept).
+The engine's hooks (poll thread only).  Before messages start, the partition's record in the
+group's committed metadata says which offsets may be in flight (``hi``, marked ahead with
+headroom so that one synchronous commit covers several batches); a worker assigned a partition
+whose committed offset lies below that mark knows its predecessor died with them in flight and
+runs that range one message at a time, counting crashes per message.  The record and the
+design: worker/engine/quarantine_record.py and docs/reliability.md, "Crash quarantine".
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from sidepath.core.errors import MessageError
 from sidepath.core.logs import Throttle
 from sidepath.worker.engine.offsets import TP
+from sidepath.worker.engine.quarantine_hold import HeldBack
+from sidepath.worker.engine.quarantine_record import Record, WorkerKilled, mark_ahead, parse_record
 
 if TYPE_CHECKING:
     from sidepath.worker.engine.inflight import Inflight
@@ -40,70 +27,25 @@ __all__ = ["Quarantine", "WorkerKilled", "parse_record"]
 
 log = logging.getLogger(__name__)
 
-#: held-back messages per partition before that partition is paused (its fetch resumes after isolation)
-HOLD_CAP = 500
-
-
-class WorkerKilled(MessageError):
-    """The worker died (signal, out of memory) each time it processed this message."""
-
-    def __init__(self, stage: str, crashes: int) -> None:
-        self.stage = stage
-        super().__init__(f"the worker was killed while processing this message {crashes} times "
-                         "(signal or out of memory); not retried")
-
-
-@dataclass
-class _Record:
-    """What the committed metadata of one partition says (and, once committed, what this worker wrote)."""
-
-    hi: int | None = None
-    s: int | None = None
-    k: dict[int, int] = field(default_factory=dict)
-    iso: int | None = None
-    st: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.hi is not None:
-            out["hi"] = self.hi
-        if self.s is not None:
-            out["s"] = self.s
-            if self.k:
-                out["k"] = {str(o): n for o, n in self.k.items()}
-        if self.iso is not None:
-            out["iso"], out["st"] = self.iso, self.st
-        return out
-
-
-def parse_record(metadata: str | None) -> _Record:
-    """The quarantine part of a commit's metadata; an empty record for anything else (older commits)."""
-    try:
-        q = json.loads(metadata or "{}").get("q") or {}
-        return _Record(hi=_int(q.get("hi")), s=_int(q.get("s")),
-                       k={int(o): int(n) for o, n in (q.get("k") or {}).items()},
-                       iso=_int(q.get("iso")), st=str(q.get("st") or "infer"))
-    except (ValueError, TypeError, AttributeError):
-        return _Record()
-
-
-def _int(v: Any) -> int | None:
-    return None if v is None else int(v)
-
 
 class Quarantine:
     """Engine hooks (all on the poll thread): ``assigned``, ``revoked``, ``filter``, ``before_start``,
     ``metadata``, ``close``.  Disabled (every hook a no-op) when ``max_crashes`` is 0."""
 
-    def __init__(self, engine: Any, *, max_crashes: int) -> None:
-        # engine: the poll loop's Engine (which imports this module: not the class, no cycle)
+    def __init__(self, engine: Any, *, max_crashes: int, mark_ahead: int | None = None) -> None:
+        """``engine``: the poll loop's Engine (which imports this module: not the class, no cycle).
+        ``mark_ahead``: how far past a starting message ``hi`` is marked (0: just past it); by
+        default ``engine.max_inflight_messages``, so a crash's suspect range at most about doubles."""
         self.engine, self.max_crashes = engine, max_crashes
+        self.mark_ahead = engine.limits.max_inflight_messages if mark_ahead is None else mark_ahead
         self.enabled = max_crashes > 0
-        self.records: dict[TP, _Record] = {}          # durable state, as last committed
+        self.records: dict[TP, Record] = {}           # durable state, as last committed
         self.suspects: dict[TP, int] = {}             # partition -> end of its suspect range
-        self.held: dict[TP, deque[Any]] = {}          # messages consumed while isolating, not started
-        self.paused: set[TP] = set()                  # paused by us (too much held back)
+        self.held = HeldBack(engine)                  # messages consumed while isolating, not started
         self.iso: Inflight | None = None              # the message alone in flight
+        self.marks = 0                                # marking commits of ``hi`` (tests, benchmarks)
+        self._started: dict[TP, int] = {}             # the last offset started per partition
+        self._unsynced: set[TP] = set()               # records changed here whose commit failed
         self._warn = Throttle()
         self.isolated = 0                             # messages run alone (for the summary)
         self._stages: dict[TP, dict[int, str]] = {}   # the stage each suspect last reached
@@ -117,9 +59,8 @@ class Quarantine:
     @property
     def busy(self) -> bool:
         """Holding messages back: an --until-end run is not finished."""
-        return self.active or any(self.held.values())
+        return self.active or bool(self.held)
 
-    # ---- rebalance -------------------------------------------------------------
     def assigned(self, committed: list[TopicPartition]) -> None:
         """After incremental_assign: read each partition's record; suspects start isolation."""
         if not self.enabled:
@@ -130,9 +71,9 @@ class Quarantine:
             c = tp.offset if tp.offset >= 0 else None
             end = max(rec.hi or -1, rec.s or -1)
             if c is None or end <= c:
-                self.records[key] = _Record()
+                self.records[key] = Record()
                 if self.active:
-                    self._hold_partition(key)
+                    self.held.watch(key)
                 continue
             counts = {o: n for o, n in rec.k.items() if o >= c}
             if rec.iso is not None and rec.iso >= c:
@@ -140,7 +81,7 @@ class Quarantine:
                 log.warning("the worker died while processing %s[%d] offset %d alone (%s stage; crash %d of %d)",
                             key[0], key[1], rec.iso, rec.st, counts[rec.iso], self.max_crashes,
                             extra={"topic": key[0], "partition": key[1], "offset": rec.iso})
-            self.records[key] = _Record(s=end, k=counts)
+            self.records[key] = Record(s=end, k=counts)
             self._stages[key] = {rec.iso: rec.st} if rec.iso is not None else {}
             self.suspects[key] = end
             log.warning("%s[%d]: offsets %d..%d were in flight when the previous owner died; processing them "
@@ -148,8 +89,7 @@ class Quarantine:
                         extra={"topic": key[0], "partition": key[1], "offset": c})
 
     def held_count(self, key: TP) -> int:
-        q = self.held.get(key)
-        return len(q) if q else 0
+        return self.held.count(key)
 
     def revoked(self, keys: list[TP]) -> None:
         """After the revoke's commit: a revoke is no crash, so no ``hi`` and no ``iso``; the suspect
@@ -170,14 +110,14 @@ class Quarantine:
         for k in keys:
             self.records.pop(k, None)
             self.suspects.pop(k, None)
-            self.held.pop(k, None)
-            self.paused.discard(k)
+            self.held.forget(k)
+            self._started.pop(k, None)
+            self._unsynced.discard(k)
             if self.iso is not None and self.iso.tp == k:
                 self.iso = None
         if not self.suspects:
             self._end_isolation()
 
-    # ---- the poll loop ---------------------------------------------------------
     def consume_wait_s(self, normal_s: float) -> float:
         """While isolating, consume() must not block: the loop is waiting for one completion."""
         return 0.0 if self.enabled and self.active else normal_s
@@ -186,9 +126,9 @@ class Quarantine:
         """While isolating: hold back what was consumed, and hand out at most one suspect at a time."""
         if not self.enabled:
             return msgs
-        if not self.active and not any(self.held.values()):
-            if self.paused:
-                self._cap_held()                   # resume what was paused for holding too much
+        if not self.active and not self.held:
+            if self.held.paused:
+                self.held.cap(isolating=False)     # resume what was paused for holding too much
             return msgs
         out = []
         tracker = self.engine.tracker
@@ -200,8 +140,8 @@ class Quarantine:
             if not tracker.owns(key):
                 continue
             tracker.add(key, m.offset())       # never commit past a held message
-            self.held.setdefault(key, deque()).append(m)
-        self._cap_held()
+            self.held.hold(key, m)
+        self.held.cap(isolating=self.active)
         if self.active:
             if self.engine.inflight:
                 return out
@@ -221,23 +161,16 @@ class Quarantine:
             self._end_isolation()
         # isolation over: what was held back goes, in order, as the in-flight cap leaves room
         room = max(0, self.engine.limits.max_inflight_messages - len(self.engine.inflight))
-        released: list[Any] = []
-        while room > len(released) and any(self.held.values()):
-            for q in self.held.values():
-                if q and room > len(released):
-                    released.append(q.popleft())
-        if not any(self.held.values()):
-            self.held.clear()
-        return out + released
+        return out + self.held.release(room)
 
     def _next_suspect(self) -> tuple[TP | None, Any]:
         """(partition, its next held suspect); (partition, None) when that partition's range is done;
         (None, None) when no suspect has been fetched yet."""
         for key, end in list(self.suspects.items()):
-            q = self.held.get(key)
-            if q:
-                if q[0].offset() < end:
-                    return key, q.popleft()
+            first = self.held.first(key)
+            if first is not None:
+                if first.offset() < end:
+                    return key, self.held.pop_first(key)
                 self._range_done(key)
                 return key, None
             try:
@@ -263,49 +196,50 @@ class Quarantine:
         for inf in self.engine._take([m]):
             self.engine.failures.fail(inf, stage, WorkerKilled(stage, crashes))
 
-    def _cap_held(self) -> None:
-        """Pause a partition with too much held back; resume it (after isolation) once it is half gone."""
-        full = [k for k, q in self.held.items() if len(q) >= HOLD_CAP]
-        if full:
-            self.engine.consumer.pause([TopicPartition(*k) for k in full])
-            self.paused.update(full)
-        if not self.active and not self.engine.paused:
-            low = [k for k in self.paused if self.held_count(k) < HOLD_CAP // 2]
-            if low:
-                self.engine.consumer.resume([TopicPartition(*k) for k in low])
-                self.paused.difference_update(low)
-
-    def _hold_partition(self, key: TP) -> None:
-        self.held.setdefault(key, deque())
-
     def _end_isolation(self) -> None:
-        """Partitions paused for holding too much resume as their backlog drains (``_cap_held``)."""
+        """Partitions paused for holding too much resume as their backlog drains (``HeldBack.cap``)."""
         self.iso = None
 
     def before_start(self, taken: list[Inflight]) -> bool:
-        """Make durable that these messages are about to start (a synchronous commit), before they do."""
+        """Make durable that these messages are about to start (a synchronous commit), before they do.
+
+        A partition's ``hi`` is written only when a message reaches it, and then ``mark_ahead``
+        past that message (within the fetched log), so one commit covers many batches; the price
+        is a wider suspect range after a crash (docs/reliability.md).  Partitions whose marks are
+        half used go along in the same commit, so that they do not each need their own soon."""
         if not self.enabled or not taken:
             return True
-        changed: set[TP] = set()
+        changed = set(self._unsynced)        # a failed commit's records: retried before anything starts
         if self.active and self.iso_pending and len(taken) == 1:
             inf = taken[0]
             self.iso = inf
-            rec = self.records.setdefault(inf.tp, _Record())
+            rec = self.records.setdefault(inf.tp, Record())
             rec.iso, rec.st = inf.source.offset, "decode" if not self.engine.decode_stage.inline else "infer"
             self._stages.setdefault(inf.tp, {})[inf.source.offset] = rec.st
             changed.add(inf.tp)
         else:
-            for inf in taken:
-                rec = self.records.setdefault(inf.tp, _Record())
-                if rec.hi is None or inf.source.offset >= rec.hi:
-                    rec.hi = inf.source.offset + 1
-                    changed.add(inf.tp)
+            marked = mark_ahead(self.records, self._started, taken, headroom=self.mark_ahead,
+                                log_end=self._log_end)
+            if marked:
+                self.marks += 1
+                changed |= marked
         # other partitions' records ride along (their iso, if any, is finished)
         for k, rec in self.records.items():
             if rec.iso is not None and k not in changed:
                 rec.iso = None
                 changed.add(k)
-        return self.commit(changed)
+        if not self.commit(changed):
+            self._unsynced |= changed
+            return False
+        self._unsynced.clear()
+        return True
+
+    def _log_end(self, key: TP) -> int:
+        """The partition's high watermark as last fetched (no broker call); -1 when not known."""
+        try:
+            return int(self.engine.consumer.get_watermark_offsets(TopicPartition(*key), cached=True)[1])
+        except KafkaException:
+            return -1
 
     def start(self, taken: list[Inflight]) -> None:
         """Mark ``taken`` durably, then start them.  A suspect runs alone: fetch and decode on this
@@ -345,7 +279,6 @@ class Quarantine:
             self.commit({inf.tp})
         stage._prepare([inf], [media])
 
-    # ---- commits ---------------------------------------------------------------
     def metadata(self, key: TP, base: str) -> str:
         """The commit metadata of ``key``: the engine's (commit time) plus the quarantine record."""
         rec = self.records.get(key) if self.enabled else None
