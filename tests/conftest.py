@@ -10,6 +10,13 @@ import signal
 import uuid
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI (CI=true) replays the same examples every run, so its verdict depends on the commit alone; local
+# runs keep exploring new ones and report any failing example, which then goes into an @example.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 pytest_plugins = [
     "tests.fixtures.media",
