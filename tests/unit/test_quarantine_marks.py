@@ -209,3 +209,26 @@ def test_an_idle_partition_at_the_log_end_is_not_marked_again():
         assert q.before_start(taken)
     later = consumer.commits[1:]
     assert later and all([tp.partition for tp in c] == [0] for c in later), later
+
+
+def test_parked_messages_start_when_their_record_commits_without_more_messages():
+    """Parked messages count as in flight: at the in-flight cap the poll loop takes nothing more, so
+    their retry must not wait for new messages (it did, and a worker stalled for good after a
+    rebalance refused the commit: tests/integration/test_engine_delivery.py saw 40 never finish)."""
+    consumer = FlakyConsumer(log_end=100_000)
+    eng = _engine(consumer, 1)
+    eng.metrics = SimpleNamespace(commit_failures=SimpleNamespace(inc=lambda: None))
+    submitted: list[Any] = []
+    eng.decode_stage = SimpleNamespace(inline=True, submit=submitted.extend)
+    eng.inflight = {}
+    q = Quarantine(eng, max_crashes=2, mark_ahead=1000)
+    taken = [FakeInflight(SourceRef(TOPIC, 0, off)) for off in range(40)]
+    for inf in taken:
+        eng.tracker.add((TOPIC, 0), inf.source.offset)
+        eng.inflight[inf.source] = inf
+    consumer.fail = 1
+    q.start(taken)
+    assert submitted == [] and q.parked == taken        # refused: parked, not started
+    q.retry_parked()                                     # the poll loop's next turn, nothing new taken
+    assert submitted == taken and q.parked == []
+    assert consumer.committed_hi(0) == 1040         # the last of them (39) + 1000 headroom, exclusive

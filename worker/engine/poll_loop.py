@@ -152,6 +152,7 @@ class Engine:
         self.last_poll = time.time()
         self.metrics.last_poll.set(self.last_poll)
         self.publish()
+        self.quarantine.retry_parked()        # parked by a refused commit: retried even at the in-flight cap
         if self.flow.over and not self.flow.paused:
             # at a cap: wait for completions rather than take more; pausing (which makes librdkafka
             # drop its prefetched messages and refetch later) only when this lasts -- see worker/engine/backpressure.py

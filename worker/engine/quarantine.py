@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["Quarantine", "WorkerKilled", "parse_record"]
 
 log = logging.getLogger(__name__)
+
+_RETRY_EVERY_S = 0.2      # parked messages: how often their refused record commit is tried again
 
 
 class Quarantine:
@@ -51,6 +54,7 @@ class Quarantine:
         self._stages: dict[TP, dict[int, str]] = {}   # the stage each suspect last reached
         self.iso_pending = False                      # filter() handed out a suspect: start() runs it alone
         self.parked: list[Inflight] = []              # taken, not started: their record did not commit yet
+        self._retry_at = 0.0                          # when retry_parked() may try their commit again
 
     @property
     def active(self) -> bool:
@@ -278,6 +282,16 @@ class Quarantine:
             self._stages.setdefault(inf.tp, {})[inf.source.offset] = "infer"
             self.commit({inf.tp})
         stage._prepare([inf], [media])
+
+    def retry_parked(self) -> None:
+        """Start the parked messages once their record commits.  Called on every turn of the poll loop,
+        not only when more messages come in: parked messages count as in flight, so at the in-flight
+        cap nothing more comes in, and waiting for that would wait for ever.  At most every 0.2 s, so a
+        rebalance that keeps refusing the commit is not asked again at the loop's pace."""
+        now = time.monotonic()
+        if self.parked and now >= self._retry_at:
+            self._retry_at = now + _RETRY_EVERY_S
+            self.start([])
 
     def metadata(self, key: TP, base: str) -> str:
         """The commit metadata of ``key``: the engine's (commit time) plus the quarantine record."""
