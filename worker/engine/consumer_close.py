@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException
 
-__all__ = ["close_consumer"]
+__all__ = ["close_consumer", "bounded"]
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +30,15 @@ def close_consumer(consumer: Consumer, timeout_s: float) -> None:
     if t.is_alive():
         log.warning("consumer close did not finish in %.0f s (a rebalance in progress?); offsets are "
                     "committed, so exiting without it", timeout_s)
+
+
+def bounded(fn: Callable[[], None], timeout_s: float, what: str) -> None:
+    """Run ``fn`` on a helper thread and wait at most ``timeout_s``: librdkafka's synchronous commit can
+    hang while the group rebalances (several members stopping at once), and a stopping worker must
+    not hang with it.  What it did not finish is redone after a restart (at-least-once)."""
+    t = threading.Thread(target=fn, name=what, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        log.warning("%s did not finish in %.0f s (a rebalance in progress?); going on without it "
+                    "(what it did not commit is redone after a restart)", what, timeout_s)

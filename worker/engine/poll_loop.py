@@ -35,7 +35,7 @@ from sidepath.worker.config import EngineConfig
 from sidepath.worker.engine.backpressure import Backpressure
 from sidepath.worker.engine.commit import CommitStrategy, PlainCommit
 from sidepath.worker.engine.commit_schedule import CommitSchedule
-from sidepath.worker.engine.consumer_close import close_consumer
+from sidepath.worker.engine.consumer_close import bounded, close_consumer
 from sidepath.worker.engine.inflight import Completion, Inflight
 from sidepath.worker.engine.inflight_table import InflightTable
 from sidepath.worker.engine.offsets import OffsetTracker
@@ -272,13 +272,16 @@ class Engine:
         if self.inflight:
             log.warning("stopping with %d unfinished messages (not committed; redone after restart)",
                         len(self.inflight))
+        bounded(self._final_commits, self.limits.close_timeout_s / 2, "the final commit")
+        self._close_consumer()
+
+    def _final_commits(self) -> None:
         self.commits.commit(asynchronous=False)
         for _ in range(3):      # an aborted last transaction: its results are redone after a restart otherwise
             if not self.committer.held_messages or not self.tracker.committable():
                 break
             self.commits.commit(asynchronous=False)
         self.quarantine.close()     # a clean stop leaves no suspects
-        self._close_consumer()
 
     def _close_consumer(self) -> None:
         self.rebalance.closing = True     # a revoke from here on commits what is done without waiting

@@ -28,7 +28,7 @@ __all__ = ["Quarantine", "WorkerKilled", "parse_record"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_EVERY_S = 0.2      # parked messages: how often their refused record commit is tried again
+_RETRY_EVERY_S = 0.5      # parked messages: how often their refused record commit is tried again
 
 
 class Quarantine:
@@ -286,7 +286,7 @@ class Quarantine:
     def retry_parked(self) -> None:
         """Start the parked messages once their record commits.  Called on every turn of the poll loop,
         not only when more messages come in: parked messages count as in flight, so at the in-flight
-        cap nothing more comes in, and waiting for that would wait for ever.  At most every 0.2 s, so a
+        cap nothing more comes in, and waiting for that would wait for ever.  At most every 0.5 s, so a
         rebalance that keeps refusing the commit is not asked again at the loop's pace."""
         now = time.monotonic()
         if self.parked and now >= self._retry_at:

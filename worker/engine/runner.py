@@ -6,6 +6,7 @@ then the consumer joins the group.  Shutdown runs in the reverse order.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -50,7 +51,8 @@ def _install_signals(engine: Engine, grace_s: float) -> None:
         engine.request_stop()
         # a hung close must not keep the pod past its grace period
         def hung() -> None:
-            log.error("shutdown hung; exiting")
+            log.error("shutdown hung; exiting (every thread's stack follows on stderr, to say where)")
+            faulthandler.dump_traceback(all_threads=True)
             os._exit(1)
 
         t = threading.Timer(grace_s + 15, hung)
