@@ -288,8 +288,10 @@ class Quarantine:
         not only when more messages come in: parked messages count as in flight, so at the in-flight
         cap nothing more comes in, and waiting for that would wait for ever.  At most every 0.5 s, so a
         rebalance that keeps refusing the commit is not asked again at the loop's pace."""
+        if not self.parked:
+            return                        # the usual case, on every turn of the loop: no clock read
         now = time.monotonic()
-        if self.parked and now >= self._retry_at:
+        if now >= self._retry_at:
             self._retry_at = now + _RETRY_EVERY_S
             self.start([])
 
