@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from sidepath.core.errors import BadRequest
@@ -82,9 +83,8 @@ class InflightTable:
         """Apply every completion queued now, waiting up to ``timeout_s`` for the first; returns the
         messages they finished (every model's result in), which have left the table."""
         completions = self.completions
-        try:
-            first = completions.get(timeout=timeout_s) if timeout_s > 0 else completions.get_nowait()
-        except queue.Empty:
+        first = _get_within(completions, timeout_s)
+        if first is None:
             return []
         lists = [first]
         while True:
@@ -123,3 +123,18 @@ class InflightTable:
         inflight = self.inflight
         for src in [s for s in inflight if (s[0], s[1]) == tp]:
             self.release(inflight.pop(src))
+
+
+def _get_within(q: queue.SimpleQueue[list[Completion]], timeout_s: float) -> list[Completion] | None:
+    """The next item within ``timeout_s``, or None.  Not ``q.get(timeout=...)``: on the main thread a
+    signal (SIGTERM) that interrupts it can leave it waiting for ever (CPython 3.11, seen as a stop
+    that hung), so poll in 2 ms steps."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return q.get_nowait()
+        except queue.Empty:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(0.002, left))
