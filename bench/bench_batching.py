@@ -23,7 +23,7 @@ import torch
 from bench.report import machine, markdown_table, summary, write_block
 from sidepath.decoders.base import Media
 from sidepath.models import create_model, pick_device
-from sidepath.worker.engine.batcher import STOP, Batcher
+from sidepath.worker.engine.batcher import Batcher, Chunk
 
 __all__ = ["main", "run_bench"]
 
@@ -68,12 +68,13 @@ def _one_at_a_time(model, images) -> Outcome:
 
 
 def _batched(model, images, max_wait_ms: float) -> Outcome:
-    q: queue.Queue[object] = queue.Queue(maxsize=4 * model.max_batch)
+    q: queue.Queue[Chunk[tuple[int, object]] | None] = queue.Queue(maxsize=4 * model.max_batch)
 
-    def produce() -> None:               # the decode stage
+    def produce() -> None:               # the decode stage: one chunk per message
         for i, img in enumerate(images):
-            q.put((i, model.prepare(_media(img))))
-        q.put(STOP)
+            prepared = model.prepare(_media(img))
+            q.put(Chunk([(i, prepared)], model.units(prepared)))
+        q.put(None)
 
     batcher = Batcher(q, max_units=model.max_batch, max_wait_s=max_wait_ms / 1000,
                       units=lambda item: model.units(item[1]))

@@ -29,6 +29,7 @@ from sidepath.models import create_model
 from sidepath.sinks.kafka import KafkaSink
 from sidepath.worker.config import EngineConfig
 from sidepath.worker.engine.gc_tuning import settle_after_startup
+from sidepath.worker.engine.handoff import CompletionQueue, ModelQueue, ResultQueue
 from sidepath.worker.engine.model_runner import ModelRunner
 from sidepath.worker.engine.poll_loop import Engine
 from sidepath.worker.engine.sink_writer import SinkWriter
@@ -55,10 +56,10 @@ def main() -> None:
     metrics = build_metrics(CollectorRegistry())
     model = create_model("noop", max_batch=256, precision="auto", options={"frames": False})
     model.load("cpu")
-    out_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    completions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    out_q: ResultQueue = queue.SimpleQueue()
+    completions: CompletionQueue = queue.SimpleQueue()
     failures = Failures([model], out_q, metrics, "bench")
-    model_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    model_q: ModelQueue = queue.SimpleQueue()
     decode = DecodeStage(models=[model], spec=DecodeSpec(frames=False, audio=False), decode=None,  # type: ignore[arg-type]
                          threads=0, model_queues={model.name: model_q}, failures=failures, metrics=metrics,
                          add_bytes=lambda inf, n: None)

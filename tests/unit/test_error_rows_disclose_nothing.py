@@ -26,7 +26,7 @@ def _fail_one(exc: BaseException):
     value = b'{"postid": "p7", "uid": "u", "seqid": "1", "image": "x"}'
     inf = Inflight(source, 0, None, value, (), None, request=parse_request(value, source))
     failures.fail(inf, "fetch", exc)
-    completion = out.get_nowait()
+    [completion] = out.get_nowait()          # one model: one error row, with the dead letter
     return completion.result, completion.letter
 
 

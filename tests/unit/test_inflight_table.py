@@ -29,7 +29,7 @@ def test_admit_dead_letters_what_is_not_a_request_and_hands_on_the_rest_in_order
     ready = table.admit(records)
     assert [r.source.offset for r in ready] == [0, 2] and ready[1].request.postid == "p2"
     assert len(table) == 3 and table.nbytes == sum(len(r.value) for r in records)   # the bad one waits for its row
-    bad = out.get_nowait()
+    [bad] = out.get_nowait()
     assert bad.inflight is records[1] and bad.result.stage == "parse" and bad.letter is not None
 
 
@@ -53,3 +53,17 @@ def test_drain_finishes_a_message_when_every_model_is_in_and_ignores_dropped_one
     table.drop(("src", 0))                               # revoked: its late completions count for nothing
     completions.put([Completion(second, ok_result(second, b, {}, {}, utc_now()))])
     assert table.drain(0.0) == [] and len(table) == 0 and table.nbytes == 0
+
+
+def test_a_failure_is_one_hand_off_an_error_row_per_model_and_one_dead_letter():
+    a = create_model("noop", max_batch=8, precision="auto", options={"frames": False})
+    b = create_model("noop", max_batch=8, precision="auto", options={"frames": False})
+    b.name = "noop-b"
+    out: queue.SimpleQueue = queue.SimpleQueue()
+    table = InflightTable(queue.SimpleQueue(), Failures([a, b], out, build_metrics(CollectorRegistry()), "g"))
+    [bad] = [r for r in [_record(0, b"{}", 2)] if not table.admit([r])]
+    rows = out.get_nowait()
+    assert out.empty()
+    assert [(c.inflight, c.result.model, c.result.stage) for c in rows] == [(bad, "noop", "parse"),
+                                                                             (bad, "noop-b", "parse")]
+    assert rows[0].letter is not None and rows[0].letter.model == "noop" and rows[1].letter is None

@@ -1,90 +1,75 @@
-"""Gather items from a queue into one model call.
+"""Gather chunks of items from a queue into one model call.
 
-``next_batch`` blocks for the first item, then keeps taking items until the
+``next_batch`` blocks for the first chunk, then keeps taking chunks until the
 batch holds ``max_units`` units (frames or clips) or ``max_wait_s`` has passed
-since the first one arrived.  An item never splits across calls: one that alone
-exceeds ``max_units`` goes in a call of its own, and an item that would
-overflow the current batch waits for the next one.  The queue may also carry
-lists of items (one hand-off per consume() batch instead of one per message);
-they are unpacked in order.
+since the first one arrived.  A chunk that fits is taken whole (one step per
+chunk, not per item); one that does not is unpacked, and its items fill the
+batch in order.  An item never splits across calls: one that alone exceeds
+``max_units`` goes in a call of its own, and an item that would overflow the
+current batch waits for the next one.  ``None`` on the queue ends the stream.
 """
 from __future__ import annotations
 
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["Batcher", "Chunk", "STOP"]
+__all__ = ["Batcher", "Chunk", "ChunkQueue"]
 
 T = TypeVar("T")
-STOP = object()   # put on the queue to end the runner
 
 
-class Chunk(list[Any]):
-    """Items handed over together with their units counted: a batch with room for all of them
-    takes the chunk whole (one step per chunk, not per item); otherwise it is unpacked."""
+class Chunk(list[T]):
+    """Items handed over together, with their units counted."""
 
     __slots__ = ("units",)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.units = 0
+    def __init__(self, items: Iterable[T] = (), units: int = 0) -> None:
+        super().__init__(items)
+        self.units = units
+
+
+# a queue of chunks; None ends the stream
+ChunkQueue: TypeAlias = "queue.SimpleQueue[Chunk[T] | None] | queue.Queue[Chunk[T] | None]"
 
 
 class Batcher(Generic[T]):
-    def __init__(self, q: queue.Queue[Any] | queue.SimpleQueue[Any], *, max_units: int, max_wait_s: float,
+    def __init__(self, q: ChunkQueue[T], *, max_units: int, max_wait_s: float,
                  units: Callable[[T], int]) -> None:
         self.q, self.max_units, self.max_wait_s, self.units = q, max_units, max_wait_s, units
-        self._pending: deque[object] = deque()     # taken from the queue, not batched yet
-        self.stopped = False
-
-    def _next(self, timeout_s: float) -> object:
-        """The next item, or a whole ``Chunk`` when nothing is pending (waiting up to
-        ``timeout_s``; 0 = not at all); raises queue.Empty."""
-        if self._pending:
-            return self._pending.popleft()
-        got = self.q.get(timeout=timeout_s) if timeout_s > 0 else self.q.get_nowait()
-        if type(got) is list:
-            if not got:
-                raise queue.Empty
-            self._pending.extend(got)
-            return self._pending.popleft()
-        return got
+        self._pending: deque[T] = deque()     # unpacked from a chunk, not batched yet
+        self.stopped = False                  # None came: nothing more will
 
     def next_batch(self, poll_s: float = 0.5) -> list[T]:
-        """One batch, or [] when nothing came within ``poll_s`` (or on STOP)."""
-        try:
-            got = self._next(poll_s)
-        except queue.Empty:
-            return []
+        """One batch, or [] when nothing came within ``poll_s`` (or the stream ended)."""
         batch: list[T] = []
         used = 0
-        deadline = time.monotonic() + self.max_wait_s
-        while True:
-            if got is STOP:
-                self.stopped = True
-                break
-            if type(got) is Chunk:
-                if not batch or used + got.units <= self.max_units:
-                    batch.extend(got)
-                    used += got.units
-                else:
-                    self._pending.extend(got)      # fill the batch item by item, in order
-                    got = self._pending.popleft()
-                    continue
-            else:
-                n = self.units(got)  # type: ignore[arg-type]
+        deadline = time.monotonic() + poll_s          # for the first item; then max_wait_s after it
+        while used < self.max_units:
+            if self._pending:
+                n = self.units(self._pending[0])
                 if batch and used + n > self.max_units:
-                    self._pending.appendleft(got)    # starts the next batch
-                    break
-                batch.append(got)  # type: ignore[arg-type]
+                    break                             # starts the next batch
+                batch.append(self._pending.popleft())
                 used += n
-            if used >= self.max_units:
+                continue
+            if self.stopped:
                 break
+            left = deadline - time.monotonic()
             try:
-                got = self._next(max(0.0, deadline - time.monotonic()))
+                chunk = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
             except queue.Empty:
                 break
+            if chunk is None:
+                self.stopped = True
+                break
+            if not batch:
+                deadline = time.monotonic() + self.max_wait_s
+            if used + chunk.units <= self.max_units or (not batch and len(chunk) == 1):
+                batch.extend(chunk)
+                used += chunk.units
+            else:
+                self._pending.extend(chunk)           # fill the batch item by item, in order
         return batch

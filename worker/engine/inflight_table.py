@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 from sidepath.core.errors import BadRequest
 from sidepath.sinks.base import Result, SourceRef
+from sidepath.worker.engine.handoff import CompletionQueue
 from sidepath.worker.engine.inflight import Completion, Inflight
 from sidepath.worker.engine.request import Request, parse_request
 from sidepath.worker.engine.stages import Failures
@@ -38,7 +39,7 @@ def _ignore(inf: Inflight, result: Result) -> None:
 class InflightTable:
     """The messages taken from a source whose results are not all durable yet."""
 
-    def __init__(self, completions: queue.SimpleQueue[list[Completion]], failures: Failures, *,
+    def __init__(self, completions: CompletionQueue, failures: Failures, *,
                  parse: Callable[[bytes | None, SourceRef], Request] = parse_request,
                  on_result: Callable[[Inflight, Result], None] = _ignore) -> None:
         self.completions, self.failures, self.parse, self.on_result = completions, failures, parse, on_result
@@ -125,7 +126,7 @@ class InflightTable:
             self.release(inflight.pop(src))
 
 
-def _get_within(q: queue.SimpleQueue[list[Completion]], timeout_s: float) -> list[Completion] | None:
+def _get_within(q: CompletionQueue, timeout_s: float) -> list[Completion] | None:
     """The next item within ``timeout_s``, or None.  Not ``q.get(timeout=...)``: on the main thread a
     signal (SIGTERM) that interrupts it can leave it waiting for ever (CPython 3.11, seen as a stop
     that hung), so poll in 2 ms steps."""

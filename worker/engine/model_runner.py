@@ -1,5 +1,7 @@
 """The model stage: one thread per model instance batches ``Work`` and runs the model.
 
+The instances of a model share its queue (``None`` on it stops one runner).
+
 A batch that raises is split in halves until the item that fails is alone (an
 out-of-memory error empties the CUDA cache first); that item gets an error result
 and a dead letter.  A device error (CUDA, cuBLAS, cuDNN) stops the worker.
@@ -7,7 +9,6 @@ and a dead letter.  A device error (CUDA, cuBLAS, cuDNN) stops the worker.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +18,9 @@ from sidepath.core.errors import FatalError, MessageError, ModelError
 from sidepath.models.base import Model
 from sidepath.sinks.base import utc_now
 from sidepath.worker.engine.batcher import Batcher
+from sidepath.worker.engine.handoff import ModelQueue, ResultQueue, Work
 from sidepath.worker.engine.inflight import Completion, ok_result
-from sidepath.worker.engine.stages import Failures, Work, one_line
+from sidepath.worker.engine.stages import Failures, one_line
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["ModelRunner"]
@@ -38,7 +40,7 @@ def _is_fatal_device_error(exc: BaseException) -> bool:
 class ModelRunner(threading.Thread):
     """Batches Work for one model instance and runs it; isolates items that fail."""
 
-    def __init__(self, model: Model, q: queue.SimpleQueue[Any], out: queue.SimpleQueue[Any], *, max_wait_s: float,
+    def __init__(self, model: Model, q: ModelQueue, out: ResultQueue, *, max_wait_s: float,
                  failures: Failures, metrics: Metrics, on_fatal: Callable[[BaseException], None],
                  name: str) -> None:
         super().__init__(name=name, daemon=True)

@@ -19,10 +19,11 @@ from sidepath.decoders.base import DecodeSpec
 from sidepath.worker.config import Config
 from sidepath.worker.engine.cpus import decode_threads
 from sidepath.worker.engine.gc_tuning import settle_after_startup
-from sidepath.worker.engine.inflight import Completion, Inflight
+from sidepath.worker.engine.handoff import CompletionQueue, ModelQueue, ResultQueue
+from sidepath.worker.engine.inflight import Inflight
 from sidepath.worker.engine.model_runner import ModelRunner
 from sidepath.worker.engine.sink_writer import SinkWriter
-from sidepath.worker.engine.stages import STOP, DecodeStage, Failures
+from sidepath.worker.engine.stages import DecodeStage, Failures
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["Pipeline", "build_models", "merged_spec"]
@@ -103,10 +104,10 @@ class Pipeline:
                  ", ".join(f"{m.name}@{m.version}" for m in self.models), time.monotonic() - t0)
 
         # SimpleQueue: the C implementation; these hand-offs run once per message
-        self.out_q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.completions: queue.SimpleQueue[list[Completion]] = queue.SimpleQueue()
+        self.out_q: ResultQueue = queue.SimpleQueue()
+        self.completions: CompletionQueue = queue.SimpleQueue()
         self.failures = Failures(self.models, self.out_q, metrics, group)
-        self.model_queues: dict[str, queue.SimpleQueue[Any]] = {m.name: queue.SimpleQueue() for m in self.models}
+        self.model_queues: dict[str, ModelQueue] = {m.name: queue.SimpleQueue() for m in self.models}
         self.runners = [
             ModelRunner(m, self.model_queues[m.name], self.out_q, max_wait_s=cfg.model.max_wait_ms / 1000,
                         failures=self.failures, metrics=metrics, on_fatal=on_fatal, name=f"model-{m.name}-{i}")
@@ -135,8 +136,8 @@ class Pipeline:
         """Stop the stages (work still queued is dropped: its offsets were not committed)."""
         self.decode_stage.close()
         for r in self.runners:
-            r.q.put(STOP)
-        self.out_q.put(STOP)
+            r.q.put(None)
+        self.out_q.put(None)
         self.writer.join(timeout=10)
         for s in [*self.sinks, self.dlq]:
             try:

@@ -19,7 +19,6 @@ the held results below those offsets together with the offsets; step 1 then mean
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,8 @@ from sidepath.worker.engine.backpressure import Backpressure
 from sidepath.worker.engine.commit import CommitStrategy, PlainCommit
 from sidepath.worker.engine.commit_schedule import CommitSchedule
 from sidepath.worker.engine.consumer_close import bounded, close_consumer
-from sidepath.worker.engine.inflight import Completion, Inflight
+from sidepath.worker.engine.handoff import CompletionQueue
+from sidepath.worker.engine.inflight import Inflight
 from sidepath.worker.engine.inflight_table import InflightTable
 from sidepath.worker.engine.offsets import OffsetTracker
 from sidepath.worker.engine.pacing import Pacer
@@ -66,7 +66,7 @@ class _Stats:
 
 class Engine:
     def __init__(self, consumer: Consumer, *, topic: str, group: str, models: Sequence[Model],
-                 decode_stage: DecodeStage, failures: Failures, completions: queue.SimpleQueue[list[Completion]],
+                 decode_stage: DecodeStage, failures: Failures, completions: CompletionQueue,
                  metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,

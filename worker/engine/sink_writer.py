@@ -22,7 +22,7 @@ from tenacity import RetryError, Retrying, retry_if_not_exception_type, stop_aft
 
 from sidepath.core.errors import FatalError
 from sidepath.sinks.base import DeadLetterSink, Result, Sink
-from sidepath.worker.engine.batcher import STOP
+from sidepath.worker.engine.handoff import CompletionQueue, ResultQueue
 from sidepath.worker.engine.inflight import Completion, dead_letter
 from sidepath.worker.engine.stages import one_line
 from sidepath.worker.ops.metrics import Metrics
@@ -41,8 +41,8 @@ def _without_payload(result: Result, error: str) -> Result:
 class SinkWriter(threading.Thread):
     """Writes results to every sink and dead letters to the DLQ, then reports completions."""
 
-    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: queue.SimpleQueue[Any],
-                 completions: queue.SimpleQueue[list[Completion]], *, batch_size: int, batch_wait_s: float,
+    def __init__(self, sinks: Sequence[Sink], dlq: DeadLetterSink, q: ResultQueue,
+                 completions: CompletionQueue, *, batch_size: int, batch_wait_s: float,
                  retry_deadline_s: float, metrics: Metrics, group: str,
                  on_fatal: Callable[[BaseException], None]) -> None:
         super().__init__(name="sink-writer", daemon=True)
@@ -54,30 +54,26 @@ class SinkWriter(threading.Thread):
 
     def _gather(self) -> list[Completion]:
         """Everything queued now, up to about ``batch_size`` (group commit: while one write is in
-        progress the next batch grows by itself); ``batch_wait_s`` > 0 lingers for more.
-        The queue holds single ``Completion`` items (failures) and lists (a model batch)."""
+        progress the next batch grows by itself); ``batch_wait_s`` > 0 lingers for more."""
         try:
             first = self.q.get(timeout=0.5)
         except queue.Empty:
             return []
-        if first is STOP:
+        if first is None:
             self.stopped = True
             return []
-        batch = list(first) if isinstance(first, list) else [first]
+        batch = list(first)
         deadline = time.monotonic() + self.batch_wait_s
         while len(batch) < self.batch_size:
             left = deadline - time.monotonic()
             try:
-                item = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
+                more = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
             except queue.Empty:
                 break
-            if item is STOP:
+            if more is None:
                 self.stopped = True
                 break
-            if isinstance(item, list):
-                batch.extend(item)
-            else:
-                batch.append(item)
+            batch.extend(more)
         return batch
 
     def run(self) -> None:

@@ -1,16 +1,16 @@
 """The pipeline stages that run beside the poll loop.
 
     poll loop --Inflight--> DecodeStage (thread pool: fetch, decode, prepare)
-              --Work------> ModelRunner (one thread per model instance: batch, predict;
+              --Chunk[Work]--> ModelRunner (one thread per model instance: batch, predict;
                             ``worker/engine/model_runner.py``)
-              --Completion--> SinkWriter (one thread: write results + dead letters;
+              --list[Completion]--> SinkWriter (one thread: write results + dead letters;
                             ``worker/engine/sink_writer.py``)
-              --the same Completion--> poll loop (marks offsets done, commits)
+              --the same Completions--> poll loop (marks offsets done, commits)
 
 Every failure of one message becomes an error ``Result`` plus a ``DeadLetter``
 (``Failures``) and flows on like a success, so the offset behind it is committed
-only once both are durable.  This module holds the hand-off record (``Work``), the
-failure path and the decode stage.
+only once both are durable.  This module holds the failure path and the decode
+stage; what each queue carries is in ``handoff.py``.
 """
 from __future__ import annotations
 
@@ -18,27 +18,18 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from sidepath.core.errors import MessageError
 from sidepath.decoders.base import DecodeSpec, Media
 from sidepath.models.base import Model
-from sidepath.worker.engine.batcher import STOP, Chunk
+from sidepath.worker.engine.batcher import Chunk
+from sidepath.worker.engine.handoff import DecodeQueue, ModelQueue, ResultQueue, Work
 from sidepath.worker.engine.inflight import Completion, Inflight, dead_letter, error_result
 from sidepath.worker.ops.metrics import Metrics
 
-__all__ = ["Work", "Failures", "DecodeStage", "STOP", "one_line"]
+__all__ = ["Failures", "DecodeStage", "one_line"]
 
 log = logging.getLogger(__name__)
-
-
-# not frozen: one is built per message, and a frozen dataclass costs 2-3x to construct; never mutated
-@dataclass(slots=True)
-class Work:
-    inflight: Inflight
-    prepared: Any
-    units: int
 
 
 def one_line(exc: BaseException) -> str:
@@ -49,7 +40,7 @@ def one_line(exc: BaseException) -> str:
 class Failures:
     """Turns one message's failure into error results (one per model) and a dead letter."""
 
-    def __init__(self, models: Sequence[Model], out: queue.SimpleQueue[Any], metrics: Metrics, group: str) -> None:
+    def __init__(self, models: Sequence[Model], out: ResultQueue, metrics: Metrics, group: str) -> None:
         self.models, self.out, self.metrics, self.group = models, out, metrics, group
 
     def fail(self, inf: Inflight, stage: str, exc: BaseException, models: Sequence[Model] | None = None) -> None:
@@ -60,10 +51,10 @@ class Failures:
                            "offset": inf.source.offset, "stage": stage,
                            **({"postid": inf.request.postid} if inf.request else {})})
         targets = self.models if models is None else models
-        for i, m in enumerate(targets):
-            letter = dead_letter(inf, group=self.group, stage=stage, exc_class=type(exc).__name__,
-                                 error=msg, model=m.name) if i == 0 else None
-            self.out.put(Completion(inf, error_result(inf, m.name, m.version, stage, msg), letter))
+        letter = dead_letter(inf, group=self.group, stage=stage, exc_class=type(exc).__name__,
+                             error=msg, model=targets[0].name) if targets else None
+        self.out.put([Completion(inf, error_result(inf, m.name, m.version, stage, msg), letter if i == 0 else None)
+                      for i, m in enumerate(targets)])
 
 
 class DecodeStage:
@@ -74,13 +65,13 @@ class DecodeStage:
     are prepared inline on the caller's thread: there is nothing to overlap.
     """
 
-    def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Any],
-                 threads: int, model_queues: dict[str, queue.SimpleQueue[Any]], failures: Failures,
+    def __init__(self, *, models: Sequence[Model], spec: DecodeSpec, decode: Callable[[str, str, DecodeSpec], Media],
+                 threads: int, model_queues: dict[str, ModelQueue], failures: Failures,
                  metrics: Metrics, add_bytes: Callable[[Inflight, int], None]) -> None:
         self.models, self.spec, self.decode = models, spec, decode
         self.model_queues, self.failures, self.metrics, self.add_bytes = model_queues, failures, metrics, add_bytes
         self.inline = not (spec.frames or spec.audio)
-        self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.q: DecodeQueue = queue.SimpleQueue()
         self.threads = [] if self.inline else [
             threading.Thread(target=self._loop, name=f"decode-{i}", daemon=True) for i in range(threads)]
         for t in self.threads:
@@ -98,7 +89,7 @@ class DecodeStage:
     def _loop(self) -> None:
         while True:
             inf = self.q.get()
-            if inf is STOP:
+            if inf is None:
                 return
             try:
                 media = self._run(inf)
@@ -140,7 +131,7 @@ class DecodeStage:
         stuck) on its current batch."""
         for model in self.models:
             q, prepare, units, cap = self.model_queues[model.name], model.prepare, model.units, model.max_batch
-            chunk = Chunk()
+            chunk: Chunk[Work] = Chunk()
             for inf, media in zip(infs, medias):
                 try:
                     prepared = prepare(media)
@@ -160,4 +151,4 @@ class DecodeStage:
     def close(self) -> None:
         """Stop the threads; messages still queued are dropped (their offsets are not committed)."""
         for _ in self.threads:
-            self.q.put(STOP)
+            self.q.put(None)
