@@ -69,6 +69,7 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
         max_messages: int, topic: str | None, group: str | None, model_name: str | None,
         sinks: tuple[str, ...], max_rate: float | None) -> None:
     """Consume the topic, run the model, write results, commit offsets."""
+    from sidepath.worker.engine.rebalance import StartAt
     from sidepath.worker.engine.runner import run_worker
     from sidepath.worker.jobs.start_at import parse_start_at
 
@@ -84,7 +85,7 @@ def run(ctx: click.Context, from_beginning: bool, start_at: str | None, until_en
     if max_rate is not None:
         overrides["engine.max_messages_per_s"] = max_rate
     cfg = _load(ctx, overrides)
-    start = parse_start_at(start_at) if start_at else ("beginning" if from_beginning else None)
+    start: StartAt = parse_start_at(start_at) if start_at else ("beginning" if from_beginning else None)
     stats = run_worker(cfg, start=start, until_end=until_end, max_messages=max_messages)
     sys.exit(0 if stats.get("fatal") is None else 1)
 

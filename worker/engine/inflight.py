@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidepath.sinks.base import DeadLetter, Result, SourceRef
 from sidepath.worker.engine.request import Request, ids_from_raw
+
+if TYPE_CHECKING:        # models/ imports torch: not needed to carry records
+    from sidepath.models.base import Model
 
 __all__ = ["Inflight", "Completion", "error_result", "ok_result", "dead_letter"]
 
@@ -65,7 +68,7 @@ class Completion:
         return self.result.msg
 
 
-def ok_result(inf: Inflight, model: Any, results: dict[str, Any], timings_ms: dict[str, float],
+def ok_result(inf: Inflight, model: Model, results: dict[str, Any], timings_ms: dict[str, float],
               processed_at: str) -> Result:
     req = inf.request
     assert req is not None, "only a parsed message reaches a model"

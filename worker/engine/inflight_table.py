@@ -26,7 +26,7 @@ from sidepath.core.errors import BadRequest
 from sidepath.sinks.base import Result, SourceRef
 from sidepath.worker.engine.handoff import CompletionQueue
 from sidepath.worker.engine.inflight import Completion, Inflight
-from sidepath.worker.engine.request import Request, parse_request
+from sidepath.worker.engine.request import Parse, parse_request
 from sidepath.worker.engine.stages import Failures
 
 __all__ = ["InflightTable"]
@@ -40,7 +40,7 @@ class InflightTable:
     """The messages taken from a source whose results are not all durable yet."""
 
     def __init__(self, completions: CompletionQueue, failures: Failures, *,
-                 parse: Callable[[bytes | None, SourceRef], Request] = parse_request,
+                 parse: Parse = parse_request,
                  on_result: Callable[[Inflight, Result], None] = _ignore) -> None:
         self.completions, self.failures, self.parse, self.on_result = completions, failures, parse, on_result
         self.inflight: dict[SourceRef, Inflight] = {}      # never rebound: the crash quarantine holds it too

@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 
 from sidepath.core.run_window import RunWindow, parse_run_window
+from sidepath.worker.config import Config
 
 __all__ = ["TokenBucket", "RunWindow", "parse_run_window", "Pacer", "PacingMetrics", "build_pacing_metrics",
            "LiveLagProbe", "pacer_from_config"]
@@ -273,7 +274,7 @@ class _LiveLagReader:
         self.consumer.close()
 
 
-def pacer_from_config(cfg: Any, registry: CollectorRegistry | None, *, wall: Clock = time.time,
+def pacer_from_config(cfg: Config, registry: CollectorRegistry | None, *, wall: Clock = time.time,
                       use_live: bool = True) -> Pacer:
     """The worker's pacer from ``engine.*`` and ``live.*`` (the live probe only when live.group_id is set)."""
     metrics = build_pacing_metrics(registry) if registry is not None else None

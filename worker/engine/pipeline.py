@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 from sidepath.core.errors import ConfigError
 from sidepath.core.masking import mask_url
 from sidepath.decoders.base import DecodeSpec
+from sidepath.models.base import Model
+from sidepath.sinks.base import DeadLetterSink, Sink
 from sidepath.worker.config import Config
 from sidepath.worker.engine.cpus import decode_threads
 from sidepath.worker.engine.gc_tuning import settle_after_startup
@@ -31,7 +32,7 @@ __all__ = ["Pipeline", "build_models", "merged_spec"]
 log = logging.getLogger(__name__)
 
 
-def build_models(cfg: Config) -> list[Any]:
+def build_models(cfg: Config) -> list[Model]:
     """The primary model (with its options) plus ``model.extra`` models, one instance each."""
     from sidepath.models import create_model
 
@@ -43,7 +44,7 @@ def build_models(cfg: Config) -> list[Any]:
             for i, n in enumerate(names)]
 
 
-def merged_spec(cfg: Config, models: list[Any]) -> DecodeSpec:
+def merged_spec(cfg: Config, models: Sequence[Model]) -> DecodeSpec:
     """One decode for every model: the union of what they need.
 
     ``decode.hwaccel`` is resolved here, once at start: ``cuda`` that cannot decode on this
@@ -83,7 +84,7 @@ class Pipeline:
 
             self.transactions = TransactionalResults(
                 cfg.sinks.urls, transactional_id=cfg.sinks.transactional_id or default_transactional_id(group))
-            self.sinks: list[Any] = [self.transactions]
+            self.sinks: list[Sink] = [self.transactions]
             log.info("exactly-once: results and offsets in Kafka transactions (transactional.id %s)",
                      self.transactions.transactional_id)
         else:
@@ -139,7 +140,8 @@ class Pipeline:
             r.q.put(None)
         self.out_q.put(None)
         self.writer.join(timeout=10)
-        for s in [*self.sinks, self.dlq]:
+        closing: list[Sink | DeadLetterSink] = [*self.sinks, self.dlq]
+        for s in closing:
             try:
                 s.close()
             except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome

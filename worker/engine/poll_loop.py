@@ -42,7 +42,7 @@ from sidepath.worker.engine.offsets import OffsetTracker
 from sidepath.worker.engine.pacing import Pacer
 from sidepath.worker.engine.quarantine import Quarantine
 from sidepath.worker.engine.rebalance import Rebalance, StartAt
-from sidepath.worker.engine.request import Request, parse_request
+from sidepath.worker.engine.request import Parse, parse_request
 from sidepath.worker.engine.stages import DecodeStage, Failures
 from sidepath.worker.engine.until_end import EndOffsets
 from sidepath.worker.ops.health import Health, PollSnapshot
@@ -70,7 +70,7 @@ class Engine:
                  metrics: Metrics, limits: EngineConfig, start: StartAt = None, until_end: bool = False,
                  max_messages: int = 0, is_blocked: Callable[[], bool] = lambda: False,
                  health: Health | None = None,
-                 parse: Callable[[bytes | None, SourceRef], Request] = parse_request,
+                 parse: Parse = parse_request,
                  commit: CommitStrategy | None = None, pacer: Pacer | None = None) -> None:
         self.consumer, self.topic, self.group, self.models = consumer, topic, group, models
         self.decode_stage, self.failures, self.completions = decode_stage, failures, completions
@@ -179,7 +179,9 @@ class Engine:
     def _take(self, msgs: list[Any]) -> list[Inflight]:
         """Track the messages of one consume() call; returns those ready to decode (a message that is
         not a request is dead-lettered).  Runs once per message on the critical path: attributes are
-        looked up once per call."""
+        looked up once per call.  ``msgs``: confluent_kafka ``Message``s without an error; typed ``Any``
+        because the stubs make ``topic()`` and ``offset()`` optional (error events share the class),
+        and narrowing them here would cost on every message."""
         records: list[Inflight] = []
         tracker, n_models = self.tracker, len(self.models)
         until_end, end_offsets = self.until_end, self.ends.end

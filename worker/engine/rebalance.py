@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Literal, Protocol, TypeAlias
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -30,7 +30,7 @@ __all__ = ["Rebalance", "StartAt", "names"]
 log = logging.getLogger(__name__)
 
 #: "beginning", an epoch-ms timestamp, or None (committed offsets / auto.offset.reset)
-StartAt = Any
+StartAt: TypeAlias = Literal["beginning"] | int | None
 
 
 class PollLoop(Protocol):
@@ -94,11 +94,13 @@ class Rebalance:
         e.quarantine.assigned(committed_tps)
 
     def _apply_start(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.start is None:
+            return
         if self.start == "beginning":
             for p in partitions:
                 p.offset = OFFSET_BEGINNING
             return
-        query = [TopicPartition(p.topic, p.partition, int(self.start)) for p in partitions]
+        query = [TopicPartition(p.topic, p.partition, self.start) for p in partitions]
         found = {(t.topic, t.partition): t.offset for t in consumer.offsets_for_times(query, timeout=10)}
         for p in partitions:
             off = found.get((p.topic, p.partition), -1)

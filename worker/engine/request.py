@@ -7,15 +7,16 @@ Anything else raises ``BadRequest`` with a one-line reason.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from sidepath.core.errors import BadRequest
 from sidepath.decoders.base import MEDIA_KINDS
 from sidepath.sinks.base import SourceRef
 from sidepath.sinks.json_codec import decode
 
-__all__ = ["Request", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES", "MAX_DEPTH"]
+__all__ = ["Request", "Parse", "parse_request", "ids_from_raw", "MAX_MESSAGE_BYTES", "MAX_DEPTH"]
 
 ID_FIELDS = ("postid", "uid", "seqid")
 MAX_MESSAGE_BYTES = 1_000_000
@@ -59,6 +60,10 @@ def _deeper_than(doc: Any, limit: int) -> bool:
             return True
         stack.extend((c, depth + 1) for c in children)
     return False
+
+
+#: a message's value and coordinates -> its Request (raises BadRequest); tests may pass their own
+Parse: TypeAlias = "Callable[[bytes | None, SourceRef], Request]"
 
 
 def parse_request(value: bytes | None, source: SourceRef) -> Request:

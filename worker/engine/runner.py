@@ -11,7 +11,10 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from functools import partial
+from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError
@@ -26,12 +29,13 @@ from sidepath.worker.engine.hooks import EngineHooks
 from sidepath.worker.engine.pacing import pacer_from_config
 from sidepath.worker.engine.pipeline import Pipeline
 from sidepath.worker.engine.poll_loop import Engine, StartAt
+from sidepath.worker.engine.request import Parse
 from sidepath.worker.kafka_config import consumer_config, lag_reader_config
 from sidepath.worker.ops.broker_stats import throttle_stats_cb
 from sidepath.worker.ops.health import Health
 from sidepath.worker.ops.http import HealthServer
 from sidepath.worker.ops.lag_reader import LagReader
-from sidepath.worker.ops.metrics import build_metrics
+from sidepath.worker.ops.metrics import Metrics, build_metrics
 
 __all__ = ["run_worker"]
 
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 def _install_signals(engine: Engine, grace_s: float) -> None:
     hits = {"n": 0}
 
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
         hits["n"] += 1
         if hits["n"] > 1:
             log.error("second signal: exiting now")
@@ -65,8 +69,8 @@ def _install_signals(engine: Engine, grace_s: float) -> None:
 
 
 def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, max_messages: int = 0,
-               registry: CollectorRegistry | None = None, on_engine: Any = None,
-               parse: Any = None, wall_clock: Any = None) -> dict[str, Any]:
+               registry: CollectorRegistry | None = None, on_engine: Callable[[Engine], None] | None = None,
+               parse: Parse | None = None, wall_clock: Callable[[], float] | None = None) -> dict[str, Any]:
     """``wall_clock`` (a () -> epoch seconds) replaces time.time for the run windows (tests)."""
     log.info("starting with config %s", masked(cfg))
     metrics = build_metrics(registry)
@@ -98,8 +102,9 @@ def run_worker(cfg: Config, *, start: StartAt = None, until_end: bool = False, m
 
 
 
-def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end: bool, max_messages: int,
-         on_engine: Any, parse: Any, wall_clock: Any) -> dict[str, Any]:
+def _run(cfg: Config, metrics: Metrics, health: Health, *, start: StartAt, until_end: bool, max_messages: int,
+         on_engine: Callable[[Engine], None] | None, parse: Parse | None,
+         wall_clock: Callable[[], float] | None) -> dict[str, Any]:
     hooks = EngineHooks()       # the pipeline's and the consumer's callbacks, bound to the engine below
     pipe = Pipeline(cfg, metrics, group=cfg.kafka.group_id, on_fatal=hooks.report_fatal, exactly_once=True,
                     add_bytes=hooks.add_bytes)
@@ -119,7 +124,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
                                                          repeats=repeats), **stats))
     committer: CommitStrategy = PlainCommit(consumer) if pipe.transactions is None \
         else TransactionalCommit(consumer, pipe.transactions)
-    pacer = pacer_from_config(cfg, metrics.registry, **({"wall": wall_clock} if wall_clock else {}))
+    pacer = pacer_from_config(cfg, metrics.registry, wall=wall_clock or time.time)
     engine = Engine(consumer, topic=cfg.kafka.topic, group=cfg.kafka.group_id, models=pipe.models,
                     decode_stage=pipe.decode_stage, failures=pipe.failures, completions=pipe.completions,
                     metrics=metrics, limits=cfg.engine, start=start, until_end=until_end, max_messages=max_messages,
@@ -145,7 +150,7 @@ def _run(cfg: Config, metrics: Any, health: Health, *, start: StartAt, until_end
     return result
 
 
-def _on_client_error(err: Any, on_fatal: Any, repeats: Throttle) -> None:
+def _on_client_error(err: KafkaError, on_fatal: Callable[[BaseException], None], repeats: Throttle) -> None:
     """librdkafka's error callback: most errors are transient (the client reconnects); each kind
     is said once per 30 s, the repeats go to debug."""
     if err.fatal():
