@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient
 
 from sidepath.core.logs import librdkafka_logging
 from sidepath.worker.dev.local_kafka import free_ports, group_offsets, kafka_tool
-from sidepath.worker.jobs.lag import partition_lag
+from sidepath.worker.ops.lag_figures import partition_lag
 from tests.kafka_util import create_topic, produce
 from tests.prometheus_util import Prometheus, write_rules
 from tests.worker_util import start_worker_process, wait_for, worker_config, write_config_file

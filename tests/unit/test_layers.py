@@ -95,6 +95,22 @@ def test_imports_point_down_only() -> None:
                        + "\n  ".join(wrong))
 
 
+#: inside worker/: the engine and its operations (metrics, health, lag) run the streaming worker;
+#: the finite jobs, the CLI and the development helpers are built on top of them, never under
+WORKER_TOP = ("sidepath.worker.jobs", "sidepath.worker.cli", "sidepath.worker.dev")
+WORKER_BELOW = ("sidepath.worker.engine", "sidepath.worker.ops")
+
+
+def _under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_engine_and_ops_never_import_the_jobs_cli_or_dev_helpers() -> None:
+    wrong = sorted(f"{m} imports {t}" for m, targets in GRAPH.items() if _under(m, WORKER_BELOW)
+                   for t in targets if _under(t, WORKER_TOP))
+    assert not wrong, "worker/engine and worker/ops import from the layer above them:\n  " + "\n  ".join(wrong)
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}

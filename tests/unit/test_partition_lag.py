@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from sidepath.worker.jobs.lag import partition_lag
+from sidepath.worker.ops.lag_figures import partition_lag
 
 
 @pytest.mark.parametrize(("committed", "log_start", "end", "reset", "expected"), [

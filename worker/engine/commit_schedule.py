@@ -20,7 +20,7 @@ from sidepath.worker.config import EngineConfig
 from sidepath.worker.engine.commit import CommitStrategy
 from sidepath.worker.engine.offsets import TP, OffsetTracker
 from sidepath.worker.engine.until_end import EndOffsets
-from sidepath.worker.jobs.lag import commit_metadata
+from sidepath.worker.ops.lag_figures import commit_metadata
 from sidepath.worker.ops.metrics import Metrics
 
 __all__ = ["CommitSchedule"]

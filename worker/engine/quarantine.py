@@ -20,6 +20,7 @@ from sidepath.core.logs import Throttle
 from sidepath.worker.engine.offsets import TP
 from sidepath.worker.engine.quarantine_hold import HeldBack
 from sidepath.worker.engine.quarantine_record import Record, WorkerKilled, mark_ahead, parse_record
+from sidepath.worker.ops.lag_figures import commit_metadata
 
 if TYPE_CHECKING:
     from sidepath.worker.engine.inflight import Inflight
@@ -309,8 +310,6 @@ class Quarantine:
 
     def commit(self, keys: set[TP] | list[TP]) -> bool:
         """Commit the safe offset of ``keys`` with their records, synchronously."""
-        from sidepath.worker.jobs.lag import commit_metadata
-
         eng = self.engine
         base = commit_metadata()
         tps = []

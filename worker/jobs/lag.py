@@ -21,8 +21,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from sidepath.core.errors import FatalError
 from sidepath.worker.config import Config
 from sidepath.worker.kafka_config import consumer_config
+from sidepath.worker.ops.lag_figures import commit_age, partition_lag
 
-__all__ = ["PartitionLag", "partition_lag", "group_lag", "commit_metadata", "format_table", "human_duration",
+__all__ = ["PartitionLag", "group_lag", "format_table", "human_duration",
            "topic_partitions", "committed_offsets"]
 
 
@@ -38,32 +39,6 @@ class PartitionLag:
     lag: int                       # partition_lag: a number even when never committed
     last_commit_age_s: float | None
     log_start: int = 0             # the log start offset (retention moves it)
-
-
-def partition_lag(committed: int | None, log_start: int, end: int, offset_reset: str) -> int:
-    """Messages the group has yet to read in one partition; the worker's metric and `sidepath lag` share it.
-
-    With a committed offset: end - committed (Kafka's tool's LAG), never below 0.  Without one
-    (None or a negative sentinel) the group starts at ``auto.offset.reset``: with ``earliest``
-    it reads from the log start offset (not 0: retention may have deleted the head), so the lag
-    is end - log_start; with ``latest`` (and ``error``, which reads nothing until an operator
-    sets an offset) it is 0.  This is KEDA's kafka scaler's ``offsetResetPolicy`` rule.
-    """
-    if committed is None or committed < 0:
-        return max(0, end - max(0, log_start)) if offset_reset == "earliest" else 0
-    return max(0, end - committed)
-
-
-def commit_metadata() -> str:
-    """Stored with every commit: lets `sidepath lag` show the last commit's age."""
-    return json.dumps({"t": round(time.time(), 3)}, separators=(",", ":"))
-
-
-def _age(metadata: str | None) -> float | None:
-    try:
-        return max(0.0, time.time() - float(json.loads(metadata or "")["t"]))
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 # the group coordinator answers these while a (fresh or restarted) broker loads its offsets
@@ -122,7 +97,7 @@ def group_lag(cfg: Config, group: str | None = None, topic: str | None = None) -
             off = c.offset if c is not None and c.offset >= 0 else None
             rows.append(PartitionLag(group, topic, tp.partition, off, hi,
                                      partition_lag(off, lo, hi, cfg.kafka.auto_offset_reset),
-                                     None if off is None else _age(getattr(c, "metadata", None)), lo))
+                                     None if off is None else commit_age(getattr(c, "metadata", None)), lo))
         return rows
     except KafkaException as exc:
         raise FatalError(f"cannot read the end offsets of {topic!r} at {cfg.kafka.bootstrap_servers}: "

@@ -22,8 +22,9 @@ from sidepath.core.errors import ConfigError, FatalError
 from sidepath.core.masking import mask_url
 from sidepath.sinks.base import DeadLetter, DeadLetterSink, SourceRef
 from sidepath.worker.config import Config
-from sidepath.worker.jobs.lag import commit_metadata, committed_offsets
+from sidepath.worker.jobs.lag import committed_offsets
 from sidepath.worker.kafka_config import admin_config, consumer_config
+from sidepath.worker.ops.lag_figures import commit_metadata
 
 __all__ = ["SkipPlan", "plan_skip", "run_skip", "active_members"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sidepath.core.logs import Throttle
-from sidepath.worker.jobs.lag import partition_lag
 from sidepath.worker.ops.health import Health, LagReport, PartitionOffsets
+from sidepath.worker.ops.lag_figures import partition_lag
 
 __all__ = ["LagReader", "read_lag"]
 
