@@ -152,6 +152,19 @@ def _check_exactly_once(urls: list[str], bootstrap: str) -> None:
                               f"cluster: use the hosts of kafka.bootstrap_servers ({bootstrap}) in the URL")
 
 
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(p.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise ConfigError("--config", str(p), "is a directory; pass a TOML file") from None
+    except OSError as exc:
+        raise ConfigError("--config", str(p), f"cannot be read ({exc.strerror}); check its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("file", str(p), f"not UTF-8 text (byte {exc.start}); a TOML file is UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("file", str(p), f"not valid TOML ({exc}); fix the syntax") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None, *,
                 environ: typing.Mapping[str, str] | None = None,
                 overrides: dict[str, Any] | None = None) -> Config:
@@ -161,11 +174,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
     if path is not None:
         p = Path(path)
         if p.exists():
-            try:
-                doc = tomllib.loads(p.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError("file", str(p), f"not valid TOML ({exc}); fix the syntax") from None
-            flat = _flatten(doc, str(p))
+            flat = _flatten(_read_toml(p), str(p))
             _refuse_secrets(flat, str(p))
         elif str(path) != "sidepath.toml":
             raise ConfigError("--config", str(p), "file not found; pass an existing TOML file")

@@ -68,6 +68,11 @@ def test_demo_requests_are_processed_by_the_default_worker_which_reads_no_local_
 def test_unreachable_config_and_bad_values_are_one_line(tmp_path):
     r = sidepath("--config", str(tmp_path / "missing.toml"), "run")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "file not found" in r.stderr
+    (tmp_path / "latin1.toml").write_bytes(b'[kafka]\ntopic = "caf\xe9"\n')
+    (tmp_path / "a-folder").mkdir()
+    for name, says in [("latin1.toml", "not UTF-8 text (byte 20)"), ("a-folder", "is a directory")]:
+        r = sidepath("--config", str(tmp_path / name), "run")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
     r = sidepath("run", env={"SIDEPATH_MODEL_NAME": "no-such-model", "SIDEPATH_METRICS_PORT": "0",
                              "SIDEPATH_SINKS_URLS": f"file://{tmp_path}/r.jsonl",
                              "SIDEPATH_SINKS_DEAD_LETTER": f"file://{tmp_path}/d.jsonl"})

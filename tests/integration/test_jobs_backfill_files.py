@@ -146,3 +146,25 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, run_cli, args, says):
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr
+
+
+def test_input_that_is_not_utf8_is_one_error_row_in_jsonl_and_one_line_for_csv(tmp_path, run_cli):
+    """JSONL lines stand alone: a line that is not UTF-8 is a bad request like any other (its error row
+    and dead letter), the rest go on.  A CSV record may span lines: the run stops with one line."""
+    image = base64.b64encode(make_image("png", size=(24, 16))).decode()
+    good = [json.dumps({"postid": f"u{i}", "uid": "u", "seqid": i, "image": image}).encode() for i in range(3)]
+    src = tmp_path / "latin1.jsonl"
+    src.write_bytes(b"\n".join([good[0], b'{"postid": "caf\xe9", "uid": "u", "seqid": 7}', *good[1:]]) + b"\n")
+    config = _config(tmp_path, **{"sinks.urls": [f"sqlite:///{tmp_path}/results.db"]})
+    r = run_cli("--config", config, "backfill", "--input", str(src))
+    assert r.exit_code == 1, r.output[-3000:]
+    assert _summary(r.stdout) == (4, 3, 0, 1)
+    (bad,) = [v for v in sqlite_rows(tmp_path / "results.db") if v["status"] == "error"]
+    assert bad["stage"] == "parse" and "utf-8" in bad["msg"], bad["msg"]
+
+    csv_src = tmp_path / "latin1.csv"
+    csv_src.write_bytes(b"postid,uid,seqid,image\nc0,u,0," + image.encode() + b"\ncaf\xe9,u,1," + image.encode() + b"\n")
+    r = run_cli("--config", config, "backfill", "--input", str(csv_src))
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 3 is not UTF-8 text (byte 3); save the file as UTF-8" in lines[0], r.stderr

@@ -44,7 +44,7 @@ def config_path_of(ctx: click.Context) -> str | None:
         root = ctx.find_root()
         named = root.params.get("config_path")   # the group's option, or SIDEPATH_CONFIG (click's envvar)
     if named is not None:
-        if not Path(named).is_file():
+        if not Path(named).exists():        # what exists but is no readable file: load_config says
             raise ConfigError("--config", named, "file not found; pass an existing TOML file "
                               "(`sidepath config show --format toml > sidepath.toml` writes one)")
         return str(named)

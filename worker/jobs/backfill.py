@@ -140,7 +140,7 @@ class _Progress:
 def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "backfill", limit: int = 0,
                  where: str | None = None, overwrite: bool = False, checkpoint: Path | None = None,
                  progress: bool | None = None, log_every_s: float = 10.0, chunk: int = 200,
-                 wall_clock: Any = None) -> Summary:
+                 wall_clock: Callable[[], float] | None = None) -> Summary:
     """Process ``rows`` (after ``where``/``limit``) through the pipeline; the counts in a ``Summary``.
 
     The pacing of a worker applies (``engine.max_messages_per_s``/``max_bytes_per_s``, ``run_window``,
@@ -150,7 +150,7 @@ def run_backfill(cfg: Config, rows: Iterable[dict[str, Any]], *, name: str = "ba
     metrics = build_metrics(CollectorRegistry())
     fatal: list[BaseException] = []
     pipe = Pipeline(cfg, metrics, group=name, on_fatal=fatal.append)
-    pacer = pacer_from_config(cfg, metrics.registry, **({"wall": wall_clock} if wall_clock else {}))
+    pacer = pacer_from_config(cfg, metrics.registry, wall=wall_clock or time.time)
     models = [m.name for m in pipe.models]
     ckpt = _Checkpoint(checkpoint)
     summary = Summary()

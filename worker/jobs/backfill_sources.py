@@ -32,20 +32,31 @@ _INVALID = "_invalid"      # a row that is not a request at all (a line that is 
 
 def rows_from_file(path: Path) -> Iterator[dict[str, Any]]:
     """JSONL (one request per line) or CSV with a header (postid, uid, seqid, video|image|audio|data)."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="") as fh:
-            yield from ({k: v for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(fh))
-        return
-    with path.open() as fh:
+    with path.open("rb") as fh:
+        if path.suffix.lower() == ".csv":
+            rows = csv.DictReader(_utf8_lines(fh, path))
+            yield from ({k: v for k, v in row.items() if k and v not in (None, "")} for row in rows)
+            return
         for line in fh:
             if not line.strip():
                 continue
             try:
                 doc = json.loads(line)
-            except ValueError:
+            except ValueError:          # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
                 doc = None
             # a bad line still gets its error row and dead letter, like a bad Kafka message
             yield doc if isinstance(doc, dict) else {_INVALID: line.strip()}
+
+
+def _utf8_lines(fh: Iterable[bytes], path: Path) -> Iterator[str]:
+    """A CSV file's lines as text.  A record may span lines, so a line that is not UTF-8 cannot be
+    set aside as one bad row: it stops the run (what was written stays; a rerun resumes)."""
+    for n, line in enumerate(fh, 1):
+        try:
+            yield line.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--input", str(path), f"line {n} is not UTF-8 text (byte {exc.start}); "
+                              "save the file as UTF-8") from None
 
 
 def rows_from_dir(path: Path) -> Iterator[dict[str, Any]]:
@@ -136,6 +147,7 @@ def _plain(v: Any) -> Any:
 def request_value(row: dict[str, Any]) -> bytes:
     """The message a row stands for, as a Kafka producer would have sent it."""
     if _INVALID in row:
-        return str(row[_INVALID]).encode()
+        bad = row[_INVALID]
+        return bad if isinstance(bad, bytes) else str(bad).encode()
     return json.dumps({k: _plain(v) for k, v in row.items() if v is not None}, default=str).encode()
 
