@@ -163,7 +163,8 @@ def test_input_that_is_not_utf8_is_one_error_row_in_jsonl_and_one_line_for_csv(t
     assert bad["stage"] == "parse" and "utf-8" in bad["msg"], bad["msg"]
 
     csv_src = tmp_path / "latin1.csv"
-    csv_src.write_bytes(b"postid,uid,seqid,image\nc0,u,0," + image.encode() + b"\ncaf\xe9,u,1," + image.encode() + b"\n")
+    data = image.encode()
+    csv_src.write_bytes(b"postid,uid,seqid,image\nc0,u,0," + data + b"\ncaf\xe9,u,1," + data + b"\n")
     r = run_cli("--config", config, "backfill", "--input", str(csv_src))
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
