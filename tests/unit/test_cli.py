@@ -97,3 +97,19 @@ def test_every_subcommand_that_reads_the_config_takes_config_after_it(two_config
     for path in readers:
         r = CliRunner().invoke(cli, [*path, "--config", "bad.toml"])
         assert r.exit_code == 2 and "model.max_batch=-3" in r.output, (path, r.output)
+
+
+@pytest.mark.parametrize("content, says", [
+    (b'{"postid": "a", "uid": "u", "seqid": 1, "data": "eA=="}\n{not json\n', ":2': line is not JSON"),
+    (b'{"postid": "a", "uid": "u", "seqid": 1, "data": "eA=="}\n{"postid": "caf\xe9"}\n',
+     ":2': line is not UTF-8 text (byte 15); save the file as UTF-8"),
+])
+def test_produce_file_with_a_bad_line_is_one_line_and_exit_2_before_anything_is_sent(tmp_path, content, says):
+    src = tmp_path / "requests.jsonl"
+    src.write_bytes(content)
+    r = subprocess.run([sys.executable, "-m", "sidepath.worker.cli.main", "produce", "--file", str(src)],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env={"PATH": "/usr/bin:/bin", "SIDEPATH_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.stderr

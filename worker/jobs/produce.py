@@ -19,11 +19,14 @@ __all__ = ["read_jsonl", "demo_requests", "demo_summary", "produce_requests"]
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(path.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
+            doc = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--file", f"{path}:{n}", f"line is not UTF-8 text (byte {exc.start}); "
+                              "save the file as UTF-8") from None
         except ValueError as exc:
             raise ConfigError("--file", f"{path}:{n}", f"line is not JSON ({exc}); one JSON object per line") \
                 from None
