@@ -24,21 +24,16 @@ def close_consumer(consumer: Consumer, timeout_s: float) -> None:
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close failed: %s", exc)
 
-    t = threading.Thread(target=close, name="consumer-close", daemon=True)
-    t.start()
-    t.join(timeout_s)
-    if t.is_alive():
-        log.warning("consumer close did not finish in %.0f s (a rebalance in progress?); offsets are "
-                    "committed, so exiting without it", timeout_s)
+    bounded(close, timeout_s, "consumer close", then="offsets are committed, so exiting without it")
 
 
-def bounded(fn: Callable[[], None], timeout_s: float, what: str) -> None:
+def bounded(fn: Callable[[], None], timeout_s: float, what: str, *,
+            then: str = "going on without it (what it did not commit is redone after a restart)") -> None:
     """Run ``fn`` on a helper thread and wait at most ``timeout_s``: librdkafka's synchronous commit can
     hang while the group rebalances (several members stopping at once), and a stopping worker must
-    not hang with it.  What it did not finish is redone after a restart (at-least-once)."""
+    not hang with it.  ``then`` says what happens if it does not finish."""
     t = threading.Thread(target=fn, name=what, daemon=True)
     t.start()
     t.join(timeout_s)
     if t.is_alive():
-        log.warning("%s did not finish in %.0f s (a rebalance in progress?); going on without it "
-                    "(what it did not commit is redone after a restart)", what, timeout_s)
+        log.warning("%s did not finish in %.0f s (a rebalance in progress?); %s", what, timeout_s, then)
