@@ -69,3 +69,18 @@ def test_a_pod_without_partitions_drops_its_group_total():
     health.deliver(LagReport(time.time()))
     health.tick(view)
     assert registry.get_sample_value("sidepath_consumer_group_lag_messages", {"topic": "t", "group": "g"}) is None
+
+
+def test_the_stall_check_counts_lag_by_the_lag_rule():
+    """A partition the group never committed, read from the end (auto.offset.reset = latest): lag 0 by
+    the rule KEDA and the lag metric use, so waiting there is not a stall; with earliest it is."""
+    _registry, health, view = _setup(stall_after_s=60.0)
+    t0 = time.time()
+    for wall in (t0, t0 + 61):
+        health.deliver(LagReport(wall, {TP: PartitionOffsets(None, 3, 12, 0)}, total=0, topic="t"))
+        health.tick(view)
+    assert health.ready() == (True, "ready")
+    for wall in (t0 + 62, t0 + 123):
+        health.deliver(LagReport(wall, {TP: PartitionOffsets(None, 3, 12, 9)}, total=9, topic="t"))
+        health.tick(view)
+    assert health.ready() == (False, "stalled: t[0]")

@@ -158,13 +158,13 @@ class Health:
                 self._progress[k] = (c, report.wall)
                 self.stalled = self.stalled - {k}
             else:
-                self._stall_check(k, c, seen.high, report.wall, labels)
+                self._stall_check(k, c, seen.lag, report.wall, labels)
         # the group's total over every partition of the topic (KEDA's view), so that a dashboard or
         # an HPA takes one series instead of summing per-pod ones
         if report.total is not None:
             self.metrics.group_lag.labels(report.topic or keys[0][0], self.group).set(report.total)
 
-    def _stall_check(self, k: tuple[str, int], committed: int | None, hi: int, wall: float,
+    def _stall_check(self, k: tuple[str, int], committed: int | None, lag: int, wall: float,
                      labels: tuple[str, str, str]) -> None:
         prev = self._progress.get(k)
         if prev is None or prev[0] != committed:
@@ -172,7 +172,6 @@ class Health:
             self.metrics.last_progress.labels(*labels).set(wall)
             self.stalled = self.stalled - {k}
             return
-        lag = hi - (committed or 0)
         if lag > 0 and wall - prev[1] > self.stall_after_s:
             if k not in self.stalled:
                 self.stalled = self.stalled | {k}
